@@ -1,0 +1,36 @@
+#pragma once
+// The verifier's result model, shared by every check (TDX, binding, event log, GPU, response).
+// Rendered as text (one line per check) or as the stable JSON documented in docs/verifier.md.
+#include <string>
+#include <vector>
+
+namespace pi::verify {
+
+// Order of groups follows the chain of trust: hardware → binding → code → GPU → response.
+enum class Group { Hardware, Binding, Code, Gpu, Response };
+enum class Status { Pass, Fail, Skipped };
+
+struct Check {
+  Group group;
+  std::string id;       // stable machine name, e.g. "tdx.quote_signature", "gpu.0.spdm_signature"
+  std::string title;    // one human sentence of what was checked
+  Status status;
+  std::string detail;   // reason / values seen (never secrets)
+  bool enforced = true;   // false: reported only (policy does not require it)
+  bool simulated = false; // the evidence chains to a test root, not a real vendor root
+};
+
+struct Report {
+  std::vector<Check> checks;
+  std::vector<std::pair<std::string, std::string>> facts;  // e.g. ("app_id", "…"), ("gpu.0.arch", "HOPPER")
+
+  void add(Check c) { checks.push_back(std::move(c)); }
+  // True when no enforced check failed.
+  bool ok() const {
+    for (const auto& c : checks)
+      if (c.enforced && c.status == Status::Fail) return false;
+    return true;
+  }
+};
+
+}  // namespace pi::verify
