@@ -56,6 +56,8 @@ def free_port() -> int:
 def _require(ok: bool, reason: str) -> None:
     if ok:
         return
+    if not pi_binary().is_file():
+        reason = f"{pi_binary()} is not built (set PI_BINARY)"
     if os.environ.get("PI_REQUIRE_ALL") == "1":
         pytest.fail(reason + " (PI_REQUIRE_ALL=1)")
     pytest.skip(reason)

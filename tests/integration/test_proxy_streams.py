@@ -1,0 +1,226 @@
+"""Streams under stress and signature-record isolation."""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+import verify_helpers as vh
+from conftest import start_proxy
+
+CHAT = "/v1/chat/completions"
+JSON = {"Content-Type": "application/json"}
+
+
+def _metric(backend, name: str) -> float:
+    text = httpx.get(backend.url + "/metrics", timeout=10).text
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
+    assert m, f"{name} not in backend metrics"
+    return float(m.group(1))
+
+
+def _wait_idle(backend, timeout: float) -> float:
+    t0 = time.monotonic()
+    while backend.busy_slots():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"backend still generating {timeout}s after the client went away: "
+                                 f"{[(s['id'], s.get('id_task')) for s in backend.busy_slots()]}")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def test_client_disconnect_mid_stream_stops_generation(proxy, backend, stack):
+    """2000 tokens with ignore_eos would take many seconds; after the client hangs up, llama.cpp must stop soon.
+
+    Also: the cut-off stream (no [DONE] reached the client) gets no signature record.
+    """
+    _wait_idle(backend, 30)
+    predicted_before = _metric(backend, "llamacpp:tokens_predicted_total")
+    body = json.dumps({"messages": [{"role": "user", "content": f"Tell a very long story. {stack.marker()}"}],
+                       "max_tokens": 2000, "ignore_eos": True, "stream": True}).encode()
+    client = proxy.client(timeout=60)
+    events = 0
+    received = b""
+    with client.stream("POST", CHAT, content=body, headers=JSON) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            received += chunk
+            events = received.count(b"\n\n")
+            if events >= 5:
+                break
+        assert backend.busy_slots(), "the backend was not generating while the stream was open"
+    client.close()  # closes the connection: the response was not read to its end
+    disconnected = time.monotonic()
+    waited = _wait_idle(backend, 5.0)
+    predicted = _metric(backend, "llamacpp:tokens_predicted_total") - predicted_before
+    assert predicted < 2000, f"the backend generated all {predicted} tokens although the client left"
+    rid = json.loads(received.split(b"\n\n")[0].removeprefix(b"data: "))["id"]
+    with proxy.client() as c:
+        for algo in vh.ALGOS:
+            r = vh.fetch_signature(c, rid, algo, proxy.token)
+            assert r.status_code == 404, f"a stream cut off by the client got a signature record: {r.text}"
+    print(f"backend idle {waited:.2f}s after disconnect ({time.monotonic() - disconnected:.2f}s), "
+          f"{predicted:.0f} tokens generated")
+
+
+def test_fifty_concurrent_streams_complete_and_verify(proxy, stack, addresses):
+    n = 50
+
+    def one(i: int):
+        client, transport = proxy.recording_client()
+        body = json.dumps({"messages": [{"role": "user", "content": f"Say a word. {stack.marker()}"}],
+                           "max_tokens": 12, "stream": True}).encode()
+        with client:
+            with client.stream("POST", CHAT, content=body, headers=JSON) as r:
+                status = r.status_code
+                raw = b"".join(r.iter_raw())
+        return status, body, raw
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, range(n)))
+    assert [s for s, _, _ in results] == [200] * n
+    ids = set()
+    with proxy.client() as c:
+        for _, body, raw in results:
+            assert vh.sse_has_done(raw), raw[-200:]
+            stack.remember_stream(raw)
+            rid = vh.stream_id(raw)
+            ids.add(rid)
+            vh.verify_exchange(c, rid, body, raw, proxy.token, addresses)
+    assert len(ids) == n
+
+
+def test_other_tokens_signature_is_404(proxy, stack, addresses):
+    token_a, token_b = proxy.tokens
+    body = json.dumps({"messages": [{"role": "user", "content": f"Hello {stack.marker()}"}], "max_tokens": 6}).encode()
+    with proxy.client(token=token_a) as a, proxy.client(token=token_b) as b:
+        r = a.post(CHAT, content=body, headers=JSON)
+        assert r.status_code == 200
+        stack.remember_body(r.content)
+        rid = r.json()["id"]
+        for algo in vh.ALGOS:
+            vh.check_error_envelope(vh.fetch_signature(b, rid, algo, token_b), 404)
+        vh.verify_exchange(a, rid, body, r.content, token_a, addresses)
+
+
+def test_client_request_id_and_hash_headers_cannot_overwrite_records(proxy, stack, addresses):
+    token_a, token_b = proxy.tokens
+    body_a = json.dumps({"messages": [{"role": "user", "content": f"First {stack.marker()}"}], "max_tokens": 6}).encode()
+    with proxy.client(token=token_a) as a, proxy.client(token=token_b) as b:
+        ra = a.post(CHAT, content=body_a, headers=JSON)
+        assert ra.status_code == 200
+        stack.remember_body(ra.content)
+        victim = ra.json()["id"]
+        forged = {**JSON, "X-Request-Id": victim, "X-Request-Hash": "00" * 32}
+        for client, token in ((a, token_a), (b, token_b)):
+            body = json.dumps({"messages": [{"role": "user", "content": f"Second {stack.marker()}"}],
+                               "max_tokens": 6}).encode()
+            r = client.post(CHAT, content=body, headers=forged)
+            assert r.status_code == 200
+            stack.remember_body(r.content)
+            own_id = r.json()["id"]
+            assert own_id != victim
+            # the attacker's own record is over its real bytes (X-Request-Hash ignored) ...
+            vh.verify_exchange(client, own_id, body, r.content, token, addresses)
+        # ... and the victim's record still matches the victim's bytes
+        vh.verify_exchange(a, victim, body_a, ra.content, token_a, addresses)
+
+
+class CuttingRelay:
+    """A TCP relay to the real backend that closes both sides after `cut_after` SSE events of a response.
+
+    This simulates a backend that dies mid-stream (simulated failure, real bytes): the stream never reaches [DONE].
+    """
+
+    def __init__(self, backend_url: str, cut_after: int = 3):
+        host, port = backend_url.removeprefix("http://").split(":")
+        self.target = (host, int(port))
+        self.cut_after = cut_after
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(down,), daemon=True).start()
+
+    def _serve(self, down: socket.socket):
+        up = socket.create_connection(self.target)
+
+        def pump_up():
+            try:
+                while data := down.recv(65536):
+                    up.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=pump_up, daemon=True).start()
+        seen = b""
+        try:
+            while data := up.recv(65536):
+                seen += data
+                if b"text/event-stream" in seen and seen.count(b"data: ") >= self.cut_after:
+                    # forward only up to the end of the cut_after-th event, then drop the connection
+                    self.cuts += 1
+                    down.sendall(data[: max(0, len(data) - 1)])
+                    break
+                down.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (up, down):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self):
+        self._stop = True
+        self.listener.close()
+
+
+def test_stream_cut_off_by_backend_gets_no_signature(stack, backend, dev_tee_optional):
+    """simulated backend failure: the backend connection drops mid-stream, so no [DONE] -> no signature (404)."""
+    relay = CuttingRelay(backend.url)
+    token = secrets.token_urlsafe(24)
+    try:
+        p = start_proxy(stack, "proxy-cut", f"http://127.0.0.1:{relay.port}",
+                        dev_tee_optional.socket if dev_tee_optional else None, [token])
+        body = json.dumps({"messages": [{"role": "user", "content": f"Tell a story. {stack.marker()}"}],
+                           "max_tokens": 200, "ignore_eos": True, "stream": True}).encode()
+        received = b""
+        with p.client(timeout=60) as c:
+            try:
+                with c.stream("POST", CHAT, content=body, headers=JSON) as r:
+                    assert r.status_code == 200
+                    for chunk in r.iter_raw():
+                        received += chunk
+            except httpx.HTTPError:
+                pass  # an abrupt end of the chunked body is a legitimate way to signal the failure
+            assert relay.cuts >= 1
+            assert not vh.sse_has_done(received)
+            events = [e for e in vh.sse_events(received) if e.startswith("{")]
+            assert events, f"no event reached the client before the cut: {received[:300]!r}"
+            rid = json.loads(events[0])["id"]
+            for algo in vh.ALGOS:
+                vh.check_error_envelope(vh.fetch_signature(c, rid, algo, token), 404)
+        stack.remember_stream(received)
+        p.proc.stop()
+    finally:
+        relay.close()
