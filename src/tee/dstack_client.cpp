@@ -32,7 +32,7 @@ constexpr std::size_t kMaxResponseBytes = 16 * 1024 * 1024;  // Info carries cer
 constexpr std::size_t kMaxErrorTextChars = 300;
 
 bool is_socket_file(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
@@ -144,8 +144,9 @@ std::optional<DstackEndpoint> parse_dstack_endpoint(const std::string& s) {
 std::optional<DstackEndpoint> discover_dstack(const std::string& flag_value) {
   auto explicit_value = [](const std::string& value, const char* origin) {
     auto ep = parse_dstack_endpoint(value);
-    if (!ep) throw DstackError(std::string("invalid dstack endpoint in ") + origin + ": '" + excerpt(value) +
-                               "' (expected a socket path, unix:/path or http://host:port)");
+    if (!ep)
+      throw DstackError(std::string("invalid dstack endpoint in ") + origin + ": '" + excerpt(value) +
+                        "' (expected a socket path, unix:/path or http://host:port)");
     return ep;
   };
   if (!flag_value.empty()) return explicit_value(flag_value, "--dstack-socket");

@@ -1,0 +1,539 @@
+#include "devtee/devtee.hpp"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "crypto/eth.hpp"
+#include "crypto/random.hpp"
+#include "version.hpp"
+
+namespace pi::devtee {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using local = asio::local::stream_protocol;
+
+namespace {
+
+constexpr std::size_t kMaxFixtureBytes = 64 * 1024 * 1024;
+constexpr std::size_t kReportDataLen = 64;
+
+std::uint32_t le16(const Bytes& b, std::size_t at) { return b[at] | (b[at + 1] << 8); }
+std::uint32_t le32(const Bytes& b, std::size_t at) {
+  return b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (static_cast<std::uint32_t>(b[at + 3]) << 24);
+}
+
+// REPORTDATA offset of a TDX quote: v4 = 48-byte header + TD report body (REPORTDATA at body offset 520);
+// v5 = header + 2-byte body type + 4-byte body size, then the TD report body (TDX 1.0 or 1.5).
+std::size_t report_data_offset_of(const Bytes& q, const std::string& path) {
+  constexpr std::size_t kHeader = 48, kRdInBody = 520, kBody10 = 584;
+  if (q.size() < kHeader) throw std::runtime_error("fixture " + path + ": quote is shorter than a quote header");
+  const auto version = le16(q, 0);
+  if (le32(q, 4) != 0x81) throw std::runtime_error("fixture " + path + ": quote is not a TDX quote (tee_type != 0x81)");
+  std::size_t body = 0;
+  if (version == 4) {
+    body = kHeader;
+  } else if (version == 5) {
+    if (q.size() < kHeader + 6) throw std::runtime_error("fixture " + path + ": truncated v5 quote");
+    const auto type = le16(q, kHeader);
+    if (type != 2 && type != 3) throw std::runtime_error("fixture " + path + ": v5 quote body is not a TD report");
+    body = kHeader + 6;
+  } else {
+    throw std::runtime_error("fixture " + path + ": unsupported quote version " + std::to_string(version));
+  }
+  if (q.size() < body + kBody10) throw std::runtime_error("fixture " + path + ": quote too short for a TD report");
+  return body + kRdInBody;
+}
+
+std::string string_or_json(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return {};
+  if (v->is_string()) return std::string(v->as_string());
+  return json::serialize(*v);
+}
+
+std::string error_body(std::string_view message) {
+  json::object o;
+  o["error"] = message;
+  o["simulated"] = true;
+  return json::serialize(o);
+}
+
+Reply error_reply(unsigned status, std::string_view message) { return {status, error_body(message)}; }
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// Query parameters as a JSON object of strings; nullopt on a bad %-escape.
+std::optional<json::object> parse_query(std::string_view q) {
+  json::object args;
+  while (!q.empty()) {
+    const auto amp = q.find('&');
+    std::string_view pair = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq));
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (!key || !value) return std::nullopt;
+    args[*key] = *value;
+  }
+  return args;
+}
+
+// A string argument; missing → "" (as dstack's protobuf defaults); non-string → nullopt.
+std::optional<std::string> string_arg(const json::object& args, std::string_view key) {
+  const json::value* v = args.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::string();
+  if (!v->is_string()) return std::nullopt;
+  return std::string(v->as_string());
+}
+
+std::string read_file_limited(const std::string& path, std::size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  std::string data;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    data.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (data.size() > limit) throw std::runtime_error(path + " is larger than " + std::to_string(limit) + " bytes");
+  }
+  if (in.bad()) throw std::runtime_error("cannot read " + path);
+  return data;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixture
+
+Fixture load_fixture(const std::string& path) {
+  const std::string text = read_file_limited(path, kMaxFixtureBytes);
+  boost::system::error_code ec;
+  json::value root = json::parse(text, ec);
+  if (ec) throw std::runtime_error("fixture " + path + ": malformed JSON (" + ec.message() + ")");
+  if (!root.is_object()) throw std::runtime_error("fixture " + path + ": not a JSON object");
+  const json::object& top = root.as_object();
+
+  // The GetQuote answer is either nested under "quote" or the top-level object itself.
+  const json::object* answer = &top;
+  if (const json::value* q = top.if_contains("quote"); q != nullptr && q->is_object()) answer = &q->as_object();
+  const json::value* qhex = answer->if_contains("quote");
+  if (qhex == nullptr || !qhex->is_string()) throw std::runtime_error("fixture " + path + ": no quote hex string");
+  auto quote = from_hex(std::string_view(qhex->as_string()));
+  if (!quote) throw std::runtime_error("fixture " + path + ": quote is not hex");
+
+  Fixture f;
+  f.quote = std::move(*quote);
+  f.report_data_offset = report_data_offset_of(f.quote, path);
+  f.event_log = string_or_json(*answer, "event_log");
+  if (f.event_log.empty()) throw std::runtime_error("fixture " + path + ": no event_log");
+  f.vm_config = string_or_json(*answer, "vm_config");
+
+  if (const json::value* info = top.if_contains("info"); info != nullptr) {
+    if (!info->is_object()) throw std::runtime_error("fixture " + path + ": info is not an object");
+    json::object i = info->as_object();
+    // Real dstack returns tcb_info as a JSON-encoded string.
+    if (json::value* tcb = i.if_contains("tcb_info"); tcb != nullptr && !tcb->is_string()) {
+      *tcb = json::serialize(*tcb);
+    }
+    if (f.vm_config.empty()) f.vm_config = string_or_json(i, "vm_config");
+    if (f.vm_config.empty()) {
+      // The recording has no vm_config: derive the minimal one real dstack would report from the recorded
+      // Info (spec_version + os_image_hash). Documented in docs/dev-tee.md.
+      if (const json::value* h = i.if_contains("os_image_hash"); h != nullptr && h->is_string()) {
+        json::object vm;
+        vm["spec_version"] = 1;
+        vm["os_image_hash"] = h->as_string();
+        f.vm_config = json::serialize(vm);
+      }
+    }
+    if (!i.contains("vm_config") && !f.vm_config.empty()) i["vm_config"] = f.vm_config;
+    f.info = std::move(i);
+  }
+  return f;
+}
+
+std::string default_fixture_path() {
+  if (const char* env = std::getenv("PI_DEVTEE_FIXTURE"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  fs::path base = ec ? fs::current_path() : exe.parent_path();
+  return (base / ".." / "tests" / "fixtures" / "tdx" / "vllm_proxy_sample_dstack.json").lexically_normal().string();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Keys
+
+KeyDeriver KeyDeriver::open(const std::string& state_dir) {
+  std::array<std::uint8_t, 32> seed{};
+  if (state_dir.empty()) {
+    crypto::random_fill(seed);
+    return KeyDeriver(seed);
+  }
+  std::error_code ec;
+  if (fs::create_directories(state_dir, ec)) {
+    fs::permissions(state_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  } else if (ec) {
+    throw std::runtime_error("cannot create state dir " + state_dir + ": " + ec.message());
+  }
+  const std::string seed_path = (fs::path(state_dir) / "seed").string();
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (fs::exists(seed_path, ec)) {
+      std::string text = read_file_limited(seed_path, 1024);
+      while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+      auto bytes = from_hex(text);
+      if (!bytes || bytes->size() != seed.size() || !is_hex_of_length(text, 64))
+        throw std::runtime_error("corrupt dev-tee seed file " + seed_path + " (expected 64 hex digits)");
+      std::copy(bytes->begin(), bytes->end(), seed.begin());
+      KeyDeriver k(seed);
+      k.persistent_ = true;
+      return k;
+    }
+    // Create atomically: write a private temp file, then link() it into place (fails if another process won).
+    crypto::random_fill(seed);
+    const std::string tmp = seed_path + ".tmp." + std::to_string(::getpid());
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + tmp + ": " + std::strerror(errno));
+    const std::string text = to_hex(seed) + "\n";
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) {
+      ::unlink(tmp.c_str());
+      throw std::runtime_error("cannot write " + tmp);
+    }
+    const int linked = ::link(tmp.c_str(), seed_path.c_str());
+    const int link_errno = errno;
+    ::unlink(tmp.c_str());
+    if (linked == 0) {
+      spdlog::info("dev-tee: created a new key seed in {}", seed_path);
+      KeyDeriver k(seed);
+      k.persistent_ = true;
+      return k;
+    }
+    if (link_errno != EEXIST) throw std::runtime_error("cannot create " + seed_path + ": " + std::strerror(link_errno));
+  }
+  throw std::runtime_error("cannot create or read " + seed_path);
+}
+
+Bytes KeyDeriver::derive(std::string_view path, std::string_view purpose) const {
+  if (path.find('\0') != std::string_view::npos || purpose.find('\0') != std::string_view::npos)
+    throw std::invalid_argument("key path and purpose must not contain NUL bytes");
+  std::string msg = "dstack-dev-tee-key";
+  msg.push_back('\0');
+  msg.append(path);
+  msg.push_back('\0');
+  msg.append(purpose);
+  for (std::uint32_t counter = 0;; ++counter) {
+    std::string m = msg;
+    if (counter > 0) {
+      m.push_back('\0');
+      for (int shift = 24; shift >= 0; shift -= 8) m.push_back(static_cast<char>((counter >> shift) & 0xff));
+    }
+    Bytes out(32);
+    unsigned int len = 0;
+    if (HMAC(EVP_sha256(), seed_.data(), static_cast<int>(seed_.size()),
+             reinterpret_cast<const unsigned char*>(m.data()), m.size(), out.data(), &len) == nullptr ||
+        len != out.size())
+      throw std::runtime_error("HMAC-SHA256 failed");
+    if (crypto::EthSigner::from_secret(out)) return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler
+
+Handler::Handler(Fixture fixture, KeyDeriver keys) : fixture_(std::move(fixture)), keys_(keys) {}
+
+Reply Handler::handle(std::string_view method, std::string_view target, std::string_view body) const {
+  try {
+    if (method != "GET" && method != "POST") return error_reply(405, "method not allowed: use GET or POST");
+    const auto qpos = target.find('?');
+    const std::string_view path = target.substr(0, qpos);
+    auto args = parse_query(qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1));
+    if (!args) return error_reply(400, "malformed query string");
+
+    std::string_view trimmed = body;
+    while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.front()))) trimmed.remove_prefix(1);
+    if (!trimmed.empty()) {
+      boost::system::error_code ec;
+      json::value v = json::parse(trimmed, ec);
+      if (ec) return error_reply(400, "malformed JSON request body: " + ec.message());
+      if (!v.is_object()) return error_reply(400, "the request body must be a JSON object");
+      for (auto& kv : v.as_object()) (*args)[kv.key()] = kv.value();
+    }
+
+    if (path == "/GetQuote") return get_quote(*args);
+    if (path == "/Info") return info();
+    if (path == "/GetKey") return get_key(*args);
+    if (path == "/Version") return version();
+    return error_reply(404, "unknown endpoint; dev-tee serves /GetQuote, /Info, /GetKey and /Version");
+  } catch (const std::exception& e) {
+    spdlog::error("dev-tee: internal error: {}", e.what());
+    return error_reply(500, "internal error");
+  }
+}
+
+Reply Handler::get_quote(const json::object& args) const {
+  auto rd_hex = string_arg(args, "report_data");
+  if (!rd_hex) return error_reply(400, "report_data must be a hex string");
+  auto rd = from_hex(*rd_hex);
+  if (!rd) return error_reply(400, "report_data is not valid hex");
+  if (rd->size() > kReportDataLen)
+    return error_reply(400, "report_data is " + std::to_string(rd->size()) + " bytes; at most 64 bytes allowed");
+  rd->resize(kReportDataLen, 0);
+
+  // Exactly what dstack's own simulator does: overwrite REPORTDATA in a recorded quote. The quote's
+  // signature covers these bytes, so it no longer verifies.
+  Bytes quote = fixture_.quote;
+  std::copy(rd->begin(), rd->end(), quote.begin() + static_cast<std::ptrdiff_t>(fixture_.report_data_offset));
+
+  json::object o;
+  o["quote"] = to_hex(quote);
+  o["event_log"] = fixture_.event_log;
+  o["report_data"] = to_hex(*rd);
+  o["vm_config"] = fixture_.vm_config;
+  o["simulated"] = true;
+  return {200, json::serialize(o)};
+}
+
+Reply Handler::info() const {
+  if (!fixture_.info) return error_reply(500, "the dev-tee fixture has no recorded Info");
+  json::object o = *fixture_.info;
+  o["simulated"] = true;
+  return {200, json::serialize(o)};
+}
+
+Reply Handler::get_key(const json::object& args) const {
+  auto path = string_arg(args, "path");
+  auto purpose = string_arg(args, "purpose");
+  if (!path || !purpose) return error_reply(400, "path and purpose must be strings");
+  if (path->find('\0') != std::string::npos || purpose->find('\0') != std::string::npos)
+    return error_reply(400, "path and purpose must not contain NUL bytes");
+  json::object o;
+  o["key"] = to_hex(keys_.derive(*path, *purpose));
+  o["signature_chain"] = json::array();
+  o["simulated"] = true;
+  return {200, json::serialize(o)};
+}
+
+Reply Handler::version() const {
+  json::object o;
+  o["version"] = std::string(kVersion) + "-dev-tee";
+  o["rev"] = "simulated";
+  o["simulated"] = true;
+  return {200, json::serialize(o)};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server
+
+using Stream = beast::basic_stream<local, asio::any_io_executor>;
+
+struct Server::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::any_io_executor e, Options o, Handler h)
+      : ex(std::move(e)), opts(std::move(o)), handler(std::move(h)), acceptor(ex) {}
+
+  asio::any_io_executor ex;
+  Options opts;
+  Handler handler;
+  local::acceptor acceptor;
+  std::set<Stream*> conns;
+  ino_t socket_inode = 0;
+  bool started = false;
+  bool stopped = false;
+
+  void bind() {
+    const std::string& path = opts.socket_path;
+    if (path.empty()) throw std::runtime_error("dev-tee: no socket path given");
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode))
+        throw std::runtime_error("dev-tee: " + path + " exists and is not a socket; not replacing it");
+      // A live agent answers connect(); a stale file from a crashed run does not.
+      local::socket probe(ex);
+      boost::system::error_code ec;
+      probe.connect(local::endpoint(path), ec);
+      if (!ec) throw std::runtime_error("dev-tee: another process is listening on " + path);
+      ::unlink(path.c_str());
+      spdlog::info("dev-tee: removed stale socket file {}", path);
+    }
+    local::endpoint ep;
+    try {
+      ep = local::endpoint(path);
+    } catch (const std::exception&) {
+      throw std::runtime_error("dev-tee: socket path too long: " + path);
+    }
+    boost::system::error_code ec;
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) acceptor.bind(ep, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error("dev-tee: cannot listen on " + path + ": " + ec.message());
+    ::chmod(path.c_str(), 0660);
+    if (::stat(path.c_str(), &st) == 0) socket_inode = st.st_ino;
+  }
+
+  void stop() {
+    if (stopped) return;
+    stopped = true;
+    boost::system::error_code ec;
+    acceptor.close(ec);
+    for (Stream* s : conns) {
+      s->socket().close(ec);
+    }
+    struct stat st {};
+    if (socket_inode != 0 && ::stat(opts.socket_path.c_str(), &st) == 0 && st.st_ino == socket_inode)
+      ::unlink(opts.socket_path.c_str());
+  }
+
+  asio::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    asio::steady_timer backoff(ex);
+    while (!stopped) {
+      auto [ec, sock] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        if (stopped || ec == asio::error::operation_aborted) co_return;
+        spdlog::warn("dev-tee: accept failed: {}", ec.message());
+        backoff.expires_after(std::chrono::milliseconds(100));  // e.g. out of file descriptors
+        co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
+      asio::co_spawn(ex, session(self, std::move(sock)), asio::detached);
+    }
+  }
+
+  static http::response<http::string_body> make_response(unsigned status, unsigned version, bool keep_alive,
+                                                         std::string body) {
+    http::response<http::string_body> res{static_cast<http::status>(status), version};
+    res.set(http::field::server, "private-inference-dev-tee (simulated)");
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(keep_alive);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, local::socket sock) {
+    Stream stream(std::move(sock));
+    self->conns.insert(&stream);
+    struct Unregister {
+      Impl* impl;
+      Stream* s;
+      ~Unregister() { impl->conns.erase(s); }
+    } unregister{self.get(), &stream};
+
+    beast::flat_buffer buf;
+    for (;;) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(self->opts.body_limit);
+      stream.expires_after(self->opts.idle_timeout);
+      auto [ec, n] = co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
+      (void)n;
+      http::response<http::string_body> res;
+      bool keep_alive = false;
+      if (ec == http::error::body_limit) {
+        res = make_response(413, 11, false,
+                            error_body("request body larger than " + std::to_string(self->opts.body_limit) + " bytes"));
+      } else if (ec && ec.category() == beast::http::make_error_code(http::error::end_of_stream).category() &&
+                 ec != http::error::end_of_stream && ec != http::error::partial_message) {
+        res = make_response(400, 11, false, error_body("malformed HTTP request: " + ec.message()));
+      } else if (ec) {
+        break;  // closed, timed out or aborted
+      } else {
+        const auto& req = parser.get();
+        keep_alive = req.keep_alive();
+        Reply r =
+            self->handler.handle(std::string_view(req.method_string()), std::string_view(req.target()), req.body());
+        spdlog::debug("dev-tee: {} {} -> {}", std::string_view(req.method_string()),
+                      std::string_view(req.target()).substr(0, std::string_view(req.target()).find('?')), r.status);
+        res = make_response(r.status, req.version(), keep_alive, std::move(r.body));
+      }
+      if (self->stopped) break;
+      stream.expires_after(self->opts.idle_timeout);
+      auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+      (void)wn;
+      if (wec || !keep_alive || self->stopped) break;
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
+    stream.socket().close(ignored);
+  }
+};
+
+Server::Server(asio::any_io_executor ex, Options opts) {
+  if (opts.fixture_path.empty()) opts.fixture_path = default_fixture_path();
+  Fixture fixture = load_fixture(opts.fixture_path);
+  KeyDeriver keys = KeyDeriver::open(opts.state_dir);
+  if (!keys.persistent())
+    spdlog::warn("dev-tee: no --state dir: keys come from a random per-process seed and change on every restart");
+  impl_ = std::make_shared<Impl>(std::move(ex), std::move(opts), Handler(std::move(fixture), keys));
+  impl_->bind();
+}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  if (impl_->started || impl_->stopped) return;
+  impl_->started = true;
+  asio::co_spawn(impl_->ex, impl_->accept_loop(), asio::detached);
+}
+
+void Server::stop() {
+  if (impl_) impl_->stop();
+}
+
+const std::string& Server::socket_path() const { return impl_->opts.socket_path; }
+
+}  // namespace pi::devtee
