@@ -2,10 +2,10 @@
 // Verifier checks for NVIDIA GPU attestation evidence (issue 3, item 4).
 //
 // `nvidia_payload` is what vllm-proxy publishes: a JSON *string* (or an already-parsed object)
-// `{"nonce", "evidence_list": [{certificate: base64(PEM chain), evidence: base64(SPDM report), arch[, nonce]}], "arch"}`.
-// A bare array of items (NVIDIA attestation-sdk serialized evidence) is accepted too.
-// For every GPU N this adds Group::Gpu checks "gpu.N.*" and facts "gpu.N.arch", "gpu.N.driver_version",
-// "gpu.N.vbios_version", "gpu.N.ppcie", ... See docs/verifier-gpu.md.
+// `{"nonce", "evidence_list": [{certificate: base64(PEM chain), evidence: base64(SPDM report), arch[, nonce]}],
+// "arch"}`. A bare array of items (NVIDIA attestation-sdk serialized evidence) is accepted too. For every GPU N this
+// adds Group::Gpu checks "gpu.N.*" and facts "gpu.N.arch", "gpu.N.driver_version", "gpu.N.vbios_version",
+// "gpu.N.ppcie", ... See docs/verifier-gpu.md.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,12 +19,13 @@
 namespace pi::verify {
 
 struct GpuOptions {
-  std::optional<std::int64_t> now;           // unix seconds; default: current time
-  std::vector<std::string> extra_root_pems;  // additional trusted roots (simulated test roots; such checks are marked simulated)
-  bool nras = false;                         // submit to NRAS (network)
-  std::string nras_url;                      // default NVIDIA's NRAS v4 GPU endpoint
-  std::string jwks_path;                     // offline JWKS file for NRAS token verification
-  std::string nras_response_path;            // offline: a recorded NRAS answer to verify instead of submitting
+  std::optional<std::int64_t> now;  // unix seconds; default: current time
+  std::vector<std::string>
+      extra_root_pems;             // additional trusted roots (simulated test roots; such checks are marked simulated)
+  bool nras = false;               // submit to NRAS (network)
+  std::string nras_url;            // default NVIDIA's NRAS v4 GPU endpoint
+  std::string jwks_path;           // offline JWKS file for NRAS token verification
+  std::string nras_response_path;  // offline: a recorded NRAS answer to verify instead of submitting
 };
 
 // Default NRAS v4 GPU attestation endpoint.
