@@ -3,10 +3,12 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core/basic_stream.hpp>
@@ -18,6 +20,7 @@
 #include <boost/json/serialize.hpp>
 #include <cctype>
 #include <cstdlib>
+#include <memory>
 
 namespace pi::tee {
 
@@ -182,10 +185,20 @@ asio::awaitable<std::string> DstackClient::call(std::string method, std::string 
       boost::system::error_code ignored;
       stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
     } else {
+      // Name resolution is not covered by basic_stream's timer: a watchdog cancels it at the same deadline.
+      const auto deadline = std::chrono::steady_clock::now() + timeout_;
+      auto resolver = std::make_shared<asio::ip::tcp::resolver>(ex_);
+      asio::steady_timer watchdog(ex_, deadline);
+      watchdog.async_wait([weak = std::weak_ptr<asio::ip::tcp::resolver>(resolver)](boost::system::error_code ec) {
+        if (auto r = weak.lock(); r && !ec) r->cancel();
+      });
+      auto [rec, results] = co_await resolver->async_resolve(ep_.host, ep_.port, asio::as_tuple(asio::use_awaitable));
+      watchdog.cancel();
+      if (rec == asio::error::operation_aborted && std::chrono::steady_clock::now() >= deadline)
+        throw boost::system::system_error(beast::error::timeout);
+      if (rec) throw boost::system::system_error(rec, "resolve " + ep_.host);
       beast::basic_stream<asio::ip::tcp, asio::any_io_executor> stream(ex_);
-      stream.expires_after(timeout_);
-      asio::ip::tcp::resolver resolver(ex_);
-      auto results = co_await resolver.async_resolve(ep_.host, ep_.port, asio::use_awaitable);
+      stream.expires_at(deadline);
       co_await stream.async_connect(results, asio::use_awaitable);
       res = co_await exchange(stream, req);
       boost::system::error_code ignored;

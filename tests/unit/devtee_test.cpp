@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -22,6 +25,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <thread>
 
 #include "crypto/eth.hpp"
 #include "devtee/devtee.hpp"
@@ -393,6 +397,55 @@ TEST(DevTeeHandler, PathsAndLabels) {
   auto nul = h.handle("GET", "/GetKey?path=a%00b&purpose=signing", "");
   EXPECT_EQ(nul.status, 400u);
   EXPECT_NE(nul.body.find("NUL"), std::string::npos) << nul.body;
+}
+
+}  // namespace
+
+namespace {
+
+// The real `private-inference dev-tee` process next to this test binary (both land in the build dir).
+TEST(DevTeeProcess, ServesOverItsSocketAndCleansUpOnSigterm) {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "private-inference";
+  if (ec || !std::filesystem::exists(exe)) GTEST_SKIP() << "private-inference is not built next to the tests";
+  TempDir dir;
+  const std::string sock = dir.file("dstack.sock");
+  std::vector<std::string> args = {exe.string(), "dev-tee",         "--socket",  sock,
+                                   "--state",    dir.file("state"), "--fixture", kFixture};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(::posix_spawn(&pid, args[0].c_str(), nullptr, nullptr, argv.data(), environ), 0);
+
+  auto exited = [&](int* status) { return ::waitpid(pid, status, WNOHANG) == pid; };
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  asio::io_context ioc;
+  DstackClient client(ioc.get_executor(), *pi::tee::parse_dstack_endpoint(sock), std::chrono::seconds(10));
+  std::optional<json::object> version;
+  while (!version) {
+    if (exited(&status)) FAIL() << "dev-tee exited early with status " << status;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL() << "dev-tee did not answer on " << sock;
+    }
+    try {
+      version = run_co(ioc, client.version());
+    } catch (const DstackError&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_EQ(version->at("simulated"), true);
+  auto q = run_co(ioc, client.get_quote(pi::as_bytes("process")));
+  EXPECT_TRUE(q.simulated);
+
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_FALSE(std::filesystem::exists(sock)) << "socket file left behind";
 }
 
 }  // namespace

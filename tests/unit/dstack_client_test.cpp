@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
@@ -209,6 +210,35 @@ TEST(DstackClient, TimesOutOnAnAgentThatNeverAnswers) {
   EXPECT_EQ(held.size(), 1u);  // it really connected; the deadline covered the read
 }
 
+TEST(DstackClient, UnixRequestsAreJsonPostsWithHostLocalhost) {
+  TempDir dir;
+  asio::io_context ioc;
+  local::acceptor acc(ioc, local::endpoint(dir.file("agent.sock")));
+  auto seen = std::make_shared<std::string>();
+  auto agent = [](local::acceptor& a, std::shared_ptr<std::string> seen) -> asio::awaitable<void> {
+    auto sock = co_await a.async_accept(asio::use_awaitable);
+    asio::streambuf buf;
+    co_await asio::async_read_until(sock, buf, "}", asio::use_awaitable);
+    *seen = std::string(asio::buffers_begin(buf.data()), asio::buffers_end(buf.data()));
+    const std::string answer =
+        http_answer(200, R"({"quote":"0xABCDEF","event_log":[{"imr":3}],"report_data":"00","vm_config":{"a":1}})");
+    co_await asio::async_write(sock, asio::buffer(answer), asio::use_awaitable);
+  };
+  asio::co_spawn(ioc, agent(acc, seen), asio::detached);
+  DstackClient client(ioc.get_executor(), unix_ep(dir.file("agent.sock")), std::chrono::seconds(5));
+  auto q = run_co(ioc, client.get_quote(pi::as_bytes("\x01\x02")));
+  EXPECT_EQ(seen->rfind("POST /GetQuote HTTP/1.1\r\n", 0), 0u) << *seen;
+  EXPECT_NE(seen->find("Host: localhost\r\n"), std::string::npos) << *seen;
+  EXPECT_NE(seen->find("Content-Type: application/json\r\n"), std::string::npos) << *seen;
+  EXPECT_NE(seen->find(R"({"report_data":"0102"})"), std::string::npos) << *seen;
+  // 0x prefix stripped and lowercased; non-string event_log / vm_config serialized; simulated defaults to false.
+  EXPECT_EQ(q.quote_hex, "abcdef");
+  EXPECT_EQ(q.event_log, R"([{"imr":3}])");
+  EXPECT_EQ(q.vm_config, R"({"a":1})");
+  EXPECT_EQ(q.report_data_hex, "00");
+  EXPECT_FALSE(q.simulated);
+}
+
 TEST(DstackClient, ConnectFailureIsAClearError) {
   TempDir dir;
   asio::io_context ioc;
@@ -249,6 +279,32 @@ TEST(DstackClient, MalformedJsonAndNon2xxAreDstackErrors) {
   expect_error("nothex.sock", "not hex");
   expect_error("err.sock", "HTTP 500: quote generation failed: no TDX device");
   expect_error("errtext.sock", "HTTP 502: upstream? broke");
+}
+
+TEST(DstackClient, SpeaksHttpOverTcpForSimulatorEndpoints) {
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor acc(ioc, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const std::string port = std::to_string(acc.local_endpoint().port());
+  // What the TCP agent saw, to check the request line and headers.
+  auto seen = std::make_shared<std::string>();
+  auto agent = [](asio::ip::tcp::acceptor& a, std::shared_ptr<std::string> seen) -> asio::awaitable<void> {
+    auto sock = co_await a.async_accept(asio::use_awaitable);
+    asio::streambuf buf;
+    co_await asio::async_read_until(sock, buf, "}", asio::use_awaitable);  // head + the small JSON body
+    *seen = std::string(asio::buffers_begin(buf.data()), asio::buffers_end(buf.data()));
+    const std::string body = R"({"version":"0.5.5","rev":"abc"})";
+    const std::string answer = http_answer(200, body);
+    co_await asio::async_write(sock, asio::buffer(answer), asio::use_awaitable);
+  };
+  asio::co_spawn(ioc, agent(acc, seen), asio::detached);
+  auto ep = pi::tee::parse_dstack_endpoint("http://127.0.0.1:" + port);
+  ASSERT_TRUE(ep);
+  DstackClient client(ioc.get_executor(), *ep, std::chrono::seconds(5));
+  auto v = run_co(ioc, client.version());
+  EXPECT_EQ(v.at("version"), "0.5.5");
+  EXPECT_EQ(seen->rfind("POST /Version HTTP/1.1\r\n", 0), 0u) << *seen;
+  EXPECT_NE(seen->find("Content-Type: application/json"), std::string::npos) << *seen;
+  EXPECT_NE(seen->find("Host: 127.0.0.1"), std::string::npos) << *seen;
 }
 
 TEST(DstackClient, RejectsReportDataLongerThan64BytesBeforeSending) {
