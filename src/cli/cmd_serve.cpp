@@ -1,9 +1,156 @@
+// `private-inference serve`: flags with environment fall-backs (names operators of vllm-proxy
+// already use), TEE discovery, signing-key derivation, then the proxy.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include "cli/commands.hpp"
+#include "server/proxy.hpp"
+#include "tee/dstack_client.hpp"
 
 namespace pi::cli {
-Runner register_serve(CLI::App& app) {
-  auto* sub = app.add_subcommand("serve", "Run the attested signing proxy in front of an OpenAI-compatible engine");
-  (void)sub;
-  return [] { return 2; };
+
+namespace {
+
+struct ServeFlags {
+  std::string backend;
+  std::string listen = "0.0.0.0:8000";
+  std::string model;
+  std::vector<std::string> tokens;
+  std::string backend_api_key;
+  std::string dstack_socket;
+  long ttl = 1200;
+  std::size_t capacity = 100000;
+  std::size_t max_body = 10u << 20;
+  long connect_timeout = 10;
+  long backend_timeout = 600;
+  long client_timeout = 60;
+  unsigned threads = 0;
+  std::vector<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
+  std::size_t max_attestations = 16;
+  std::string log_level = "info";
+};
+
+// Identity: dstack-derived when a TEE agent is present (same paths as vllm-proxy, so a
+// deployment keeps its signing addresses across restarts and across a switch to this proxy).
+protocol::SigningIdentity derive_identity(const tee::DstackEndpoint& ep, const std::string& model) {
+  const std::string base = model.empty() ? std::string("private-inference") : model;
+  auto ecdsa_key = tee::get_key_blocking(ep, base + "/ecdsa-signing-key", "signing");
+  auto ed_key = tee::get_key_blocking(ep, base + "/ed25519-signing-key", "signing");
+  if (ecdsa_key.key.size() < 32 || ed_key.key.size() < 32)
+    throw std::runtime_error("dstack GetKey returned a key shorter than 32 bytes");
+  auto ecdsa = crypto::EthSigner::from_secret(ByteView(ecdsa_key.key.data(), 32));
+  auto ed = crypto::Ed25519Signer::from_seed(ByteView(ed_key.key.data(), 32));
+  if (!ecdsa || !ed) throw std::runtime_error("dstack GetKey returned an unusable key");
+  return protocol::SigningIdentity(std::move(*ecdsa), std::move(*ed));
 }
+
+}  // namespace
+
+Runner register_serve(CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  auto* sub = app.add_subcommand("serve", "Run the attested signing proxy in front of an OpenAI-compatible engine");
+  sub->add_option("--backend", f->backend, "Backend base URL, e.g. http://127.0.0.1:8001")->envname("VLLM_BASE_URL");
+  sub->add_option("--listen", f->listen, "Address to listen on (host:port)")->envname("LISTEN")->capture_default_str();
+  sub->add_option("--model", f->model, "Served model name (also names the dstack key paths)")->envname("MODEL_NAME");
+  sub->add_option("--token", f->tokens, "Bearer token clients must present (repeatable; env: comma-separated)")
+      ->envname("TOKEN")
+      ->delimiter(',');
+  sub->add_option("--backend-api-key", f->backend_api_key, "Bearer token sent to the backend")->envname("VLLM_API_KEY");
+  sub->add_option("--dstack-socket", f->dstack_socket, "dstack guest agent socket (or http://host:port)");
+  sub->add_option("--signature-ttl", f->ttl, "Seconds a signature stays retrievable")
+      ->envname("CHAT_CACHE_EXPIRATION")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--signature-capacity", f->capacity, "Maximum signature records held (503 when full)")
+      ->envname("SIGNATURE_CAPACITY")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--max-body-bytes", f->max_body, "Largest request body accepted (413 beyond)")
+      ->envname("VLLM_PROXY_MAX_REQUEST_SIZE")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--connect-timeout", f->connect_timeout, "Seconds to connect to the backend")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--backend-timeout", f->backend_timeout, "Seconds the backend may stay silent mid-response")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--client-timeout", f->client_timeout, "Seconds to read a request / write to a stalled client")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--threads", f->threads, "Worker threads (0: one per core)")->envname("PI_THREADS");
+  sub->add_option("--public", f->public_endpoints,
+                  "Endpoint groups served without a token: attestation,models,health,version,metrics,signature")
+      ->delimiter(',')
+      ->envname("PI_PUBLIC_ENDPOINTS");
+  sub->add_option("--max-concurrent-attestations", f->max_attestations, "Attestations in flight before 429")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--log-level", f->log_level, "trace|debug|info|warn|error")->envname("LOG_LEVEL")->capture_default_str();
+
+  return [f]() -> int {
+    spdlog::set_level(spdlog::level::from_str(f->log_level));
+    if (f->backend.empty()) {
+      spdlog::error("no backend: pass --backend URL or set VLLM_BASE_URL");
+      return 2;
+    }
+    server::ServerConfig cfg;
+    cfg.backend = server::parse_backend_url(f->backend);
+    cfg.listen = server::parse_listen(f->listen);
+    cfg.model = f->model;
+    for (auto& t : f->tokens)
+      if (!t.empty()) cfg.tokens.push_back(t);
+    cfg.backend_api_key = f->backend_api_key;
+    cfg.signature_ttl = std::chrono::seconds(f->ttl);
+    cfg.signature_capacity = f->capacity;
+    cfg.max_body_bytes = f->max_body;
+    cfg.connect_timeout = std::chrono::seconds(f->connect_timeout);
+    cfg.backend_timeout = std::chrono::seconds(f->backend_timeout);
+    cfg.client_timeout = std::chrono::seconds(f->client_timeout);
+    cfg.threads = f->threads;
+    cfg.public_endpoints = {f->public_endpoints.begin(), f->public_endpoints.end()};
+    cfg.max_concurrent_attestations = f->max_attestations;
+    for (const auto& p : cfg.public_endpoints) {
+      static const std::set<std::string> kKnown{"attestation", "models", "health", "version", "metrics", "signature", "inference"};
+      if (!kKnown.contains(p)) {
+        spdlog::error("--public: unknown endpoint group '{}'", p);
+        return 2;
+      }
+    }
+
+    server::TeeContext tee;
+    tee.dstack = tee::discover_dstack(f->dstack_socket);
+    std::optional<protocol::SigningIdentity> identity;
+    if (tee.dstack) {
+      spdlog::info("TEE: dstack guest agent at {}", tee.dstack->describe());
+      boost::asio::io_context ioc;
+      tee::DstackClient dc(ioc.get_executor(), *tee.dstack, std::chrono::seconds(30));
+      auto fut = boost::asio::co_spawn(ioc, dc.version(), boost::asio::use_future);
+      ioc.run();
+      auto ver = fut.get();  // an unreachable agent is fatal: an operator asked for a TEE
+      if (auto* s = ver.if_contains("simulated"); s && s->is_bool()) tee.simulated = s->get_bool();
+      if (auto* v = ver.if_contains("version"); v && v->is_string()) tee.agent_version = std::string(v->get_string());
+      identity.emplace(derive_identity(*tee.dstack, cfg.model));
+      tee.keys_from_tee = true;
+      if (tee.simulated)
+        spdlog::warn("the TEE agent is SIMULATED (dev-tee): attestation reports are labelled simulated and prove nothing");
+    } else {
+      spdlog::warn("no dstack guest agent found (--dstack-socket, DSTACK_SIMULATOR_ENDPOINT, /var/run/dstack.sock, "
+                   "/var/run/dstack/dstack.sock): using RANDOM signing keys; attestation endpoints will answer 503");
+      identity.emplace(protocol::SigningIdentity::random());
+    }
+    spdlog::info("signing addresses: ecdsa {} ed25519 {} ({})", identity->signing_address(protocol::SigningAlgo::Ecdsa),
+                 identity->signing_address(protocol::SigningAlgo::Ed25519),
+                 tee.keys_from_tee ? "dstack-derived" : "random");
+    if (cfg.tokens.empty()) spdlog::warn("no --token configured: inference and signature endpoints are open to anyone");
+    server::ProxyServer proxy(std::move(cfg), std::move(*identity), std::move(tee));
+    proxy.bind();
+    proxy.run(true);
+    return 0;
+  };
+}
+
 }  // namespace pi::cli

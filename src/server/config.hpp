@@ -1,0 +1,46 @@
+#pragma once
+// Configuration of `private-inference serve` (flags with environment fall-backs, see cmd_serve.cpp).
+#include <chrono>
+#include <cstddef>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace pi::server {
+
+struct BackendUrl {
+  std::string host;
+  std::string port;
+  std::string prefix;  // path prefix without trailing '/', e.g. "" or "/engine"
+  std::string host_header() const { return host + ":" + port; }
+};
+// "http://host[:port][/prefix]" → BackendUrl; throws std::invalid_argument (https is not supported:
+// the backend is on the confidential VM's private network).
+BackendUrl parse_backend_url(const std::string& url);
+
+struct ListenAddress {
+  std::string host;
+  unsigned short port = 8000;
+};
+ListenAddress parse_listen(const std::string& s);  // "host:port", "[v6]:port" or ":port"
+
+struct ServerConfig {
+  BackendUrl backend;
+  ListenAddress listen;
+  std::string model;
+  std::vector<std::string> tokens;  // empty: no authentication
+  std::string backend_api_key;      // sent to the backend as Bearer, never to clients
+  std::string dstack_socket;        // explicit socket/endpoint (discovery if empty)
+  std::chrono::seconds signature_ttl{1200};
+  std::size_t signature_capacity = 100000;
+  std::size_t max_body_bytes = 10u << 20;
+  std::size_t max_backend_body_bytes = 256u << 20;  // non-streaming backend answers
+  std::chrono::seconds connect_timeout{10};
+  std::chrono::seconds backend_timeout{600};  // idle time between backend bytes
+  std::chrono::seconds client_timeout{60};    // reading a request / writing to a stalled client
+  unsigned threads = 0;                       // 0: hardware concurrency
+  std::set<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
+  std::size_t max_concurrent_attestations = 16;
+};
+
+}  // namespace pi::server

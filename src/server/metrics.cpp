@@ -1,0 +1,90 @@
+#include "server/metrics.hpp"
+
+#include <fmt/format.h>
+
+namespace pi::server {
+
+void Histogram::observe(double seconds) {
+  std::size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_micros_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
+  std::uint64_t cum = 0;
+  const std::string sep = labels.empty() ? "" : ",";
+  for (std::size_t i = 0; i < kBounds.size(); ++i) {
+    cum += buckets_[i].load(std::memory_order_relaxed);
+    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, kBounds[i], cum);
+  }
+  cum += buckets_[kBounds.size()].load(std::memory_order_relaxed);
+  out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, cum);
+  out += fmt::format("{}_sum{{{}}} {}\n", name, labels, static_cast<double>(sum_micros_.load()) / 1e6);
+  out += fmt::format("{}_count{{{}}} {}\n", name, labels, count_.load());
+}
+
+const char* route_name(Route r) {
+  switch (r) {
+    case Route::Chat: return "/v1/chat/completions";
+    case Route::Completions: return "/v1/completions";
+    case Route::Embeddings: return "/v1/embeddings";
+    case Route::Responses: return "/v1/responses";
+    case Route::Models: return "/v1/models";
+    case Route::Health: return "/health";
+    case Route::Version: return "/version";
+    case Route::Metrics: return "/metrics";
+    case Route::Tokenize: return "/tokenize";
+    case Route::Detokenize: return "/detokenize";
+    case Route::Signature: return "/v1/signature";
+    case Route::Attestation: return "/v1/attestation";
+    default: return "other";
+  }
+}
+
+void Metrics::count_response(Route r, unsigned status) {
+  std::size_t cls = status >= 100 && status < 600 ? status / 100 : 0;
+  responses[static_cast<std::size_t>(r)][cls].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) const {
+  std::string out;
+  out.reserve(8192);
+  out += "# HELP pi_http_responses_total HTTP responses sent by the proxy, by route and status class (aborted: connection dropped).\n";
+  out += "# TYPE pi_http_responses_total counter\n";
+  static const char* kClass[] = {"aborted", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (std::size_t r = 0; r < responses.size(); ++r)
+    for (std::size_t c = 0; c < 6; ++c) {
+      auto v = responses[r][c].load();
+      if (v) out += fmt::format("pi_http_responses_total{{route=\"{}\",status=\"{}\"}} {}\n", route_name(static_cast<Route>(r)), kClass[c], v);
+    }
+  out += "# HELP pi_http_request_duration_seconds Time from request read to response fully sent.\n";
+  out += "# TYPE pi_http_request_duration_seconds histogram\n";
+  for (std::size_t r = 0; r < duration.size(); ++r)
+    duration[r].render(out, "pi_http_request_duration_seconds", fmt::format("route=\"{}\"", route_name(static_cast<Route>(r))));
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
+  };
+  auto gauge = [&](const char* name, const char* help, double v) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, v);
+  };
+  counter("pi_signatures_created_total", "Responses signed (ECDSA + Ed25519) and stored.", signatures_created.load());
+  counter("pi_unsigned_incomplete_total", "Responses not signed: stream without [DONE], backend error, or client gone.", unsigned_incomplete.load());
+  counter("pi_unsigned_no_id_total", "Streamed responses not signed because no id was found.", unsigned_no_id.load());
+  counter("pi_signature_id_collisions_total", "Signatures not stored because the id already had a record.", signature_id_collisions.load());
+  counter("pi_signature_store_full_total", "Requests refused with 503 because the signature store was full.", store_full_rejections.load());
+  counter("pi_client_disconnects_total", "Clients that went away before the response finished (backend request cancelled).", client_disconnects.load());
+  counter("pi_backend_connect_errors_total", "Failures to connect to the backend.", backend_connect_errors.load());
+  counter("pi_backend_timeouts_total", "Backend requests that timed out.", backend_timeouts.load());
+  counter("pi_attestation_rejected_busy_total", "Attestation requests refused with 429 (too many in flight).", attestation_rejected_busy.load());
+  counter("pi_attestation_errors_total", "Attestation requests that failed at the TEE agent.", attestation_errors.load());
+  counter("pi_bytes_received_total", "Request body bytes received from clients.", bytes_in.load());
+  counter("pi_bytes_sent_total", "Response body bytes sent to clients.", bytes_out.load());
+  gauge("pi_inflight_requests", "Requests being handled now.", static_cast<double>(inflight.load()));
+  gauge("pi_signature_store_records", "Signature records held (not expired).", static_cast<double>(store_size));
+  gauge("pi_signature_store_capacity", "Maximum signature records.", static_cast<double>(store_capacity));
+  return out;
+}
+
+}  // namespace pi::server

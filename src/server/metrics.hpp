@@ -1,0 +1,49 @@
+#pragma once
+// The proxy's own Prometheus metrics (text exposition format 0.0.4). Lock-free counters and
+// fixed-bucket histograms; rendering takes a snapshot.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace pi::server {
+
+class Histogram {
+ public:
+  static constexpr std::array<double, 12> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                     0.1,   0.25,   0.5,   1,    2.5,   10};
+  void observe(double seconds);
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_micros_{0};
+};
+
+enum class Route { Chat, Completions, Embeddings, Responses, Models, Health, Version, Metrics, Tokenize,
+                   Detokenize, Signature, Attestation, Other, kCount };
+const char* route_name(Route r);
+
+struct Metrics {
+  std::array<std::array<std::atomic<std::uint64_t>, 6>, static_cast<size_t>(Route::kCount)> responses{};  // by status class 1xx..5xx, [0]=aborted
+  std::array<Histogram, static_cast<size_t>(Route::kCount)> duration;
+  std::atomic<std::uint64_t> signatures_created{0};
+  std::atomic<std::uint64_t> unsigned_incomplete{0};  // stream without [DONE], backend error, client gone
+  std::atomic<std::uint64_t> unsigned_no_id{0};
+  std::atomic<std::uint64_t> signature_id_collisions{0};
+  std::atomic<std::uint64_t> store_full_rejections{0};
+  std::atomic<std::uint64_t> client_disconnects{0};
+  std::atomic<std::uint64_t> backend_connect_errors{0};
+  std::atomic<std::uint64_t> backend_timeouts{0};
+  std::atomic<std::uint64_t> attestation_rejected_busy{0};
+  std::atomic<std::uint64_t> attestation_errors{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::int64_t> inflight{0};
+
+  void count_response(Route r, unsigned status);
+  std::string render(std::size_t store_size, std::size_t store_capacity) const;
+};
+
+}  // namespace pi::server

@@ -1,0 +1,42 @@
+#pragma once
+// The attested signing proxy: an asynchronous (Boost.Asio/Beast, C++20 coroutines) HTTP/1.1
+// server that forwards OpenAI-compatible requests byte-for-byte to a backend engine, hashes the
+// exact bytes in both directions as they pass, signs completed exchanges, and serves signatures
+// and TEE attestation reports. Shared-nothing workers: one io_context per thread, each with its
+// own SO_REUSEPORT acceptor and backend connection pool.
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "protocol/signing.hpp"
+#include "server/config.hpp"
+#include "tee/dstack_client.hpp"
+
+namespace pi::server {
+
+struct TeeContext {
+  std::optional<tee::DstackEndpoint> dstack;  // nullopt: not in a TEE (attestation → 503)
+  bool simulated = false;                     // the agent is a simulator (dev-tee)
+  bool keys_from_tee = false;                 // signing keys derived with dstack GetKey
+  std::string agent_version;                  // from /Version, informational
+};
+
+class ProxyServer {
+ public:
+  ProxyServer(ServerConfig cfg, protocol::SigningIdentity identity, TeeContext tee);
+  ~ProxyServer();
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+  // Binds the listening sockets (throws on failure) and returns the bound port.
+  unsigned short bind();
+  // Serves until stop() or SIGINT/SIGTERM (when handle_signals). Blocking; call bind() first.
+  void run(bool handle_signals = true);
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pi::server
