@@ -1,9 +1,272 @@
+// `private-inference verify attestation|response`: the client-side verifier (docs/verifier.md).
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+
 #include "cli/commands.hpp"
+#include "crypto/random.hpp"
+#include "protocol/signing.hpp"
+#include "verify/attestation.hpp"
+#include "verify/collateral_fetch.hpp"
+#include "verify/http_client.hpp"
+#include "verify/render.hpp"
+#include "verify/response.hpp"
 
 namespace pi::cli {
+namespace {
+
+namespace json = boost::json;
+using namespace pi::verify;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct CommonOpts {
+  std::string url;
+  std::string signing_algo = "ecdsa";
+  std::string collateral_path;
+  std::string pccs_url;
+  std::int64_t now = 0;
+  bool nras = false, no_nras = false;
+  std::string jwks;
+  std::string policy_path;
+  bool json_out = false;
+  bool offline = false;
+  std::string token;
+  std::string cache_dir;
+  int timeout_s = 30;
+};
+
+struct AttOpts {
+  CommonOpts c;
+  std::string report_path;
+  std::string nonce;
+};
+
+struct RespOpts {
+  CommonOpts c;
+  std::string id, request_path, response_path;
+};
+
+std::string read_file(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw UsageError(fmt::format("cannot read {} file '{}'", what, path));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void add_common(CLI::App* sub, CommonOpts& o) {
+  sub->add_option("--signing-algo", o.signing_algo, "ecdsa or ed25519")->check(CLI::IsMember({"ecdsa", "ed25519"}));
+  sub->add_option("--collateral", o.collateral_path,
+                  "Intel collateral JSON (dcap-qvl QuoteCollateralV3); fully offline for the quote");
+  sub->add_option("--pccs-url", o.pccs_url, "fetch collateral from this PCCS instead of Intel PCS");
+  sub->add_option("--now", o.now, "pin the verification time (unix seconds)");
+  auto* n = sub->add_flag("--nras", o.nras, "submit GPU evidence to NVIDIA NRAS (network)");
+  auto* nn = sub->add_flag("--no-nras", o.no_nras, "never submit GPU evidence to NRAS");
+  n->excludes(nn);
+  sub->add_option("--jwks", o.jwks, "NVIDIA JWKS file for verifying NRAS tokens offline");
+  sub->add_option("--policy", o.policy_path, "policy JSON pinning TCB statuses, compose/OS hashes, MRTD, RTMR0-2");
+  sub->add_flag("--json", o.json_out, "print the result as JSON (docs/verifier.md)");
+  sub->add_flag("--offline", o.offline, "never touch the network (checks that need it are skipped and say so)");
+  sub->add_option("--token", o.token, "bearer token for the proxy (env TOKEN)")->envname("TOKEN");
+  sub->add_option("--cache-dir", o.cache_dir, "collateral cache folder (default ~/.cache/private-inference/collateral)");
+  sub->add_option("--timeout", o.timeout_s, "network timeout in seconds")->check(CLI::Range(1, 600));
+}
+
+std::string trim_url(std::string u) {
+  while (!u.empty() && u.back() == '/') u.pop_back();
+  return u;
+}
+
+std::vector<std::pair<std::string, std::string>> auth_headers(const CommonOpts& c) {
+  if (c.token.empty()) return {};
+  return {{"Authorization", "Bearer " + c.token}};
+}
+
+AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed) {
+  AttestationOptions o;
+  o.now = c.now ? c.now
+                : std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  o.expected_signing_algo = c.signing_algo;
+  if (!c.collateral_path.empty()) {
+    try {
+      o.collateral = parse_collateral_json(read_file(c.collateral_path, "collateral"));
+    } catch (const UsageError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw UsageError(fmt::format("--collateral {}: {}", c.collateral_path, e.what()));
+    }
+  } else if (network_allowed) {
+    CollateralSource src;
+    src.pccs_url = c.pccs_url;
+    src.cache_dir = c.cache_dir.empty() ? default_collateral_cache_dir() : c.cache_dir;
+    src.now = o.now;
+    o.fetch_collateral = [src](const Quote& q, std::string& why) { return fetch_collateral(q, src, why); };
+  }
+  if (!c.policy_path.empty()) {
+    try {
+      o.policy = parse_policy_json(read_file(c.policy_path, "policy"));
+    } catch (const UsageError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw UsageError(fmt::format("--policy {}: {}", c.policy_path, e.what()));
+    }
+  }
+  o.gpu.now = o.now;
+  o.gpu.jwks_path = c.jwks;
+  o.gpu.nras = network_allowed && !c.no_nras && (c.nras || !c.url.empty());
+  return o;
+}
+
+// Fetches /v1/attestation/report with a fresh nonce. Returns nullopt after adding a failed check.
+std::optional<json::value> fetch_attestation(const CommonOpts& c, const std::string& nonce, Report& rep) {
+  std::string url = fmt::format("{}/v1/attestation/report?nonce={}&signing_algo={}", trim_url(c.url), nonce,
+                                c.signing_algo);
+  const char* title = "the server answered the attestation request";
+  try {
+    auto res = http_get(url, auth_headers(c), c.timeout_s);
+    if (res.status != 200) {
+      rep.add(Check{Group::Hardware, "attestation.fetch", title, Status::Fail,
+                    fmt::format("GET {} answered HTTP {}: {}", url, res.status, res.body.substr(0, 300))});
+      return std::nullopt;
+    }
+    boost::system::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (ec || !v.is_object()) {
+      rep.add(Check{Group::Hardware, "attestation.fetch", title, Status::Fail, "the answer is not a JSON object"});
+      return std::nullopt;
+    }
+    rep.add(Check{Group::Hardware, "attestation.fetch", title, Status::Pass, "GET " + url});
+    return v;
+  } catch (const HttpError& e) {
+    rep.add(Check{Group::Hardware, "attestation.fetch", title, Status::Fail, e.what()});
+    return std::nullopt;
+  }
+}
+
+void merge_into(Report& dst, Report&& src) {
+  for (auto& c : src.checks) dst.checks.push_back(std::move(c));
+  for (auto& f : src.facts) dst.facts.push_back(std::move(f));
+}
+
+int emit(const Report& r, const char* command, bool json_out) {
+  if (json_out)
+    std::cout << json::serialize(render_json(r, command)) << std::endl;
+  else
+    std::cout << render_text(r, command);
+  return exit_code(r);
+}
+
+std::string fresh_nonce() { return to_hex(crypto::random_bytes(32)); }
+
+int run_attestation(const AttOpts& a) {
+  if (a.c.url.empty() == a.report_path.empty()) throw UsageError("give exactly one of --url or --report");
+  if (!a.nonce.empty() && !protocol::parse_nonce(a.nonce)) throw UsageError("--nonce must be exactly 64 hex digits");
+  bool network = !a.c.offline;
+  if (a.c.offline && !a.c.url.empty()) throw UsageError("--offline cannot fetch --url");
+  if (a.c.offline && a.c.nras) throw UsageError("--nras needs the network; drop --offline");
+  auto opts = attestation_options(a.c, network);
+  Report rep;
+  std::optional<json::value> doc;
+  if (!a.c.url.empty()) {
+    std::string nonce = a.nonce.empty() ? fresh_nonce() : a.nonce;
+    opts.expected_nonce_hex = nonce;
+    doc = fetch_attestation(a.c, nonce, rep);
+  } else {
+    std::string text = read_file(a.report_path, "report");
+    boost::system::error_code ec;
+    doc = json::parse(text, ec);
+    if (ec) throw UsageError(fmt::format("--report {} is not JSON: {}", a.report_path, ec.message()));
+    if (!a.nonce.empty()) opts.expected_nonce_hex = a.nonce;
+  }
+  if (doc) {
+    auto out = verify_attestation(*doc, opts);
+    merge_into(rep, std::move(out.report));
+  }
+  if (!network) rep.fact("network", "offline: nothing was fetched");
+  return emit(rep, "attestation", a.c.json_out);
+}
+
+int run_response(const RespOpts& r) {
+  if (r.c.url.empty()) throw UsageError("--url is required");
+  if (r.c.offline) throw UsageError("verify response fetches the signature and a fresh attestation: drop --offline");
+  std::string request = read_file(r.request_path, "request");
+  std::string response = read_file(r.response_path, "response");
+  auto opts = attestation_options(r.c, true);
+  Report rep;
+  // 1. a fresh attestation (its checks come first: hardware → binding → code → GPU)
+  std::string nonce = fresh_nonce();
+  opts.expected_nonce_hex = nonce;
+  std::optional<AttestationOutcome> att;
+  if (auto doc = fetch_attestation(r.c, nonce, rep)) {
+    att = verify_attestation(*doc, opts);
+    Report copy = att->report;
+    merge_into(rep, std::move(copy));
+  }
+  // 2. the signature record
+  std::string url = fmt::format("{}/v1/signature/{}?signing_algo={}", trim_url(r.c.url), r.id, r.c.signing_algo);
+  const char* title = "the proxy returned the signature record for this id";
+  json::value sig;
+  bool have_sig = false;
+  try {
+    auto res = http_get(url, auth_headers(r.c), r.c.timeout_s);
+    boost::system::error_code ec;
+    if (res.status != 200) {
+      rep.add(Check{Group::Response, "response.signature_fetch", title, Status::Fail,
+                    fmt::format("GET {} answered HTTP {}: {}", url, res.status, res.body.substr(0, 300))});
+    } else if (sig = json::parse(res.body, ec); ec || !sig.is_object()) {
+      rep.add(Check{Group::Response, "response.signature_fetch", title, Status::Fail, "the answer is not JSON"});
+    } else {
+      have_sig = true;
+      rep.add(Check{Group::Response, "response.signature_fetch", title, Status::Pass, "GET " + url});
+    }
+  } catch (const HttpError& e) {
+    rep.add(Check{Group::Response, "response.signature_fetch", title, Status::Fail, e.what()});
+  }
+  if (have_sig) check_response(request, response, sig, r.c.signing_algo, att, rep);
+  return emit(rep, "response", r.c.json_out);
+}
+
+}  // namespace
+
 Runner register_verify(CLI::App& app) {
   auto* sub = app.add_subcommand("verify", "Verify attestation reports and signed responses");
-  (void)sub;
-  return [] { return 2; };
+  sub->require_subcommand(1);
+  auto att = std::make_shared<AttOpts>();
+  auto resp = std::make_shared<RespOpts>();
+
+  auto* a = sub->add_subcommand("attestation", "Verify a TDX attestation report (fetched with a fresh nonce, or a file)");
+  a->add_option("--url", att->c.url, "proxy base URL, e.g. http://127.0.0.1:8000");
+  a->add_option("--report", att->report_path, "attestation report JSON file (offline)");
+  a->add_option("--nonce", att->nonce, "64 hex digits (default: a fresh random nonce with --url)");
+  add_common(a, att->c);
+
+  auto* r = sub->add_subcommand("response", "Verify a signed response against a freshly verified attestation");
+  r->add_option("--url", resp->c.url, "proxy base URL")->required();
+  r->add_option("--id", resp->id, "the response id (or X-Signature-Id)")->required();
+  r->add_option("--request", resp->request_path, "file with the exact request body bytes sent")->required();
+  r->add_option("--response", resp->response_path, "file with the exact response body bytes received")->required();
+  add_common(r, resp->c);
+
+  return [a, r, att, resp]() -> int {
+    try {
+      if (a->parsed()) return run_attestation(*att);
+      if (r->parsed()) return run_response(*resp);
+    } catch (const UsageError& e) {
+      std::cerr << "verify: " << e.what() << std::endl;
+      return 2;
+    }
+    return 2;
+  };
 }
+
 }  // namespace pi::cli

@@ -2,6 +2,8 @@
 // The verifier's result model, shared by every check (TDX, binding, event log, GPU, response).
 // Rendered as text (one line per check) or as the stable JSON documented in docs/verifier.md.
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pi::verify {
@@ -31,6 +33,37 @@ struct Report {
       if (c.enforced && c.status == Status::Fail) return false;
     return true;
   }
+  // True when no enforced check was skipped (e.g. for lack of network or collateral).
+  bool complete() const {
+    for (const auto& c : checks)
+      if (c.enforced && c.status == Status::Skipped) return false;
+    return true;
+  }
+  void fact(std::string key, std::string value) { facts.emplace_back(std::move(key), std::move(value)); }
+  const Check* find(std::string_view id) const {
+    for (const auto& c : checks)
+      if (c.id == id) return &c;
+    return nullptr;
+  }
 };
+
+inline const char* to_string(Group g) {
+  switch (g) {
+    case Group::Hardware: return "hardware";
+    case Group::Binding: return "binding";
+    case Group::Code: return "code";
+    case Group::Gpu: return "gpu";
+    case Group::Response: return "response";
+  }
+  return "?";
+}
+inline const char* to_string(Status s) {
+  switch (s) {
+    case Status::Pass: return "PASS";
+    case Status::Fail: return "FAIL";
+    case Status::Skipped: return "SKIP";
+  }
+  return "?";
+}
 
 }  // namespace pi::verify

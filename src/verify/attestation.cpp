@@ -1,0 +1,447 @@
+#include "verify/attestation.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "crypto/eth.hpp"
+#include "crypto/hash.hpp"
+#include "protocol/signing.hpp"
+#include "verify/encoding.hpp"
+#include "verify/event_log.hpp"
+
+namespace pi::verify {
+namespace {
+
+namespace json = boost::json;
+
+const json::value* get(const json::value& v, std::string_view key) {
+  if (!v.is_object()) return nullptr;
+  auto it = v.get_object().find(key);
+  if (it == v.get_object().end()) return nullptr;
+  return &it->value();
+}
+std::optional<std::string> get_str(const json::value& v, std::string_view key) {
+  auto* p = get(v, key);
+  if (!p || !p->is_string()) return std::nullopt;
+  return std::string(p->get_string());
+}
+
+Check mk(Group g, std::string id, std::string title, Status s, std::string detail, bool enforced = true) {
+  Check c{g, std::move(id), std::move(title), s, std::move(detail)};
+  c.enforced = enforced;
+  return c;
+}
+
+bool in_list(const std::vector<std::string>& list, const std::string& v) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+const char* kCollateralSteps[][2] = {
+    {"collateral_tcb_info", "Intel's TCB info is signed by Intel (chain to the SGX root, CRLs) and valid now"},
+    {"collateral_qe_identity", "Intel's QE identity is signed by Intel (chain to the SGX root, CRLs) and valid now"},
+    {"pck_chain", "the PCK certificate in the quote chains to the Intel SGX root and is not revoked"},
+    {"qe_report_signature", "the quoting enclave's report is signed by the PCK key"},
+    {"qe_identity", "the quoting enclave matches Intel's QE identity (signer, product, attributes, SVN)"},
+    {"tcb_status", "the platform's TCB level was found in Intel's TCB info (status and advisories)"},
+};
+
+// ----- hardware -----
+std::optional<Quote> hardware(const Bytes& quote, const AttestationOptions& opts, Report& rep) {
+  std::optional<Collateral> col = opts.collateral;
+  std::string why;
+  bool have_quote_struct = true;
+  if (!col && opts.fetch_collateral) {
+    try {
+      Quote q = parse_quote(quote);
+      col = opts.fetch_collateral(q, why);
+    } catch (const QuoteParseError&) {
+      have_quote_struct = false;  // verify_dcap / verify_quote_structure report it
+    }
+  }
+  DcapResult r;
+  if (col) {
+    r = verify_dcap(quote, *col, opts.now);
+    rep.fact("tdx.collateral", opts.collateral ? "from --collateral (offline)" : "fetched: " + why);
+  } else {
+    r = verify_quote_structure(quote);
+    if (r.quote) {
+      std::string reason = opts.fetch_collateral ? "no collateral: " + why
+                                                 : "offline and no --collateral given: Intel collateral not available";
+      for (auto& step : kCollateralSteps)
+        r.checks.push_back(mk(Group::Hardware, std::string("tdx.") + step[0], step[1], Status::Skipped, reason));
+    }
+    (void)have_quote_struct;
+  }
+  for (auto& c : r.checks) {
+    // a debug TD is allowed only when the policy says so
+    if (c.id == "tdx.td_debug" && c.status == Status::Fail && opts.policy && opts.policy->allow_debug_td)
+      c.enforced = false;
+    rep.add(std::move(c));
+  }
+  if (!r.tcb_status.empty()) {
+    rep.fact("tdx.tcb_status", r.tcb_status);
+    rep.fact("tdx.advisory_ids", join(r.advisory_ids));
+    rep.fact("tdx.fmspc", r.fmspc);
+    // Policy on TCB status / advisories: Revoked already failed in tdx.tcb_status.
+    const char* title = "the TCB status and advisories are acceptable under the policy";
+    bool up = r.tcb_status == "UpToDate";
+    std::vector<std::string> bad_adv;
+    if (opts.policy && opts.policy->allowed_advisory_ids)
+      for (const auto& a : r.advisory_ids)
+        if (!in_list(*opts.policy->allowed_advisory_ids, a)) bad_adv.push_back(a);
+    if (opts.policy && opts.policy->allowed_tcb_statuses) {
+      bool ok = in_list(*opts.policy->allowed_tcb_statuses, r.tcb_status);
+      rep.add(mk(Group::Hardware, "tdx.tcb_policy", title, ok ? Status::Pass : Status::Fail,
+                 fmt::format("status {} {} by the policy ({})", r.tcb_status, ok ? "allowed" : "NOT allowed",
+                             join(*opts.policy->allowed_tcb_statuses))));
+    } else {
+      rep.add(mk(Group::Hardware, "tdx.tcb_policy", title, up ? Status::Pass : Status::Fail,
+                 up ? "UpToDate" : "status " + r.tcb_status + " is reported only (no policy pins TCB statuses)", false));
+    }
+    if (opts.policy && opts.policy->allowed_advisory_ids) {
+      rep.add(mk(Group::Hardware, "tdx.advisories", "every Intel security advisory is allowed by the policy",
+                 bad_adv.empty() ? Status::Pass : Status::Fail,
+                 bad_adv.empty() ? "advisories [" + join(r.advisory_ids) + "] all allowed"
+                                 : "advisories not allowed: " + join(bad_adv)));
+    } else if (!r.advisory_ids.empty()) {
+      rep.add(mk(Group::Hardware, "tdx.advisories", "every Intel security advisory is allowed by the policy",
+                 Status::Fail, "advisories " + join(r.advisory_ids) + " are reported only (no policy pins them)",
+                 false));
+    }
+  }
+  return r.quote;
+}
+
+// ----- binding -----
+void binding(const json::value& att, const std::optional<Quote>& quote, const AttestationOptions& opts,
+             AttestationOutcome& out) {
+  Report& rep = out.report;
+  const char* t_nonce = "the report answers the fresh nonce we sent (no replay)";
+  const char* t_rd = "the quote's report_data binds the signing key and the nonce";
+  const char* t_key = "the signing public key matches the signing address";
+  const char* t_algo = "the report is for the signing algorithm we asked for";
+  auto request_nonce = get_str(att, "request_nonce");
+  out.signing_algo = get_str(att, "signing_algo").value_or("");
+  out.signing_address = get_str(att, "signing_address").value_or("");
+  if (!out.signing_address.empty()) rep.fact("signing_address", out.signing_address);
+  if (!out.signing_algo.empty()) rep.fact("signing_algo", out.signing_algo);
+
+  if (opts.expected_signing_algo) {
+    bool ok = out.signing_algo == *opts.expected_signing_algo;
+    rep.add(mk(Group::Binding, "binding.signing_algo", t_algo, ok ? Status::Pass : Status::Fail,
+               fmt::format("asked for {}, report says '{}'", *opts.expected_signing_algo, out.signing_algo)));
+  }
+
+  // Replay: request_nonce must echo ours.
+  std::optional<std::string> nonce_hex;
+  if (opts.expected_nonce_hex) {
+    nonce_hex = *opts.expected_nonce_hex;
+    std::string got = request_nonce.value_or("");
+    std::string got_l = got, want_l = *nonce_hex;
+    std::transform(got_l.begin(), got_l.end(), got_l.begin(), ::tolower);
+    std::transform(want_l.begin(), want_l.end(), want_l.begin(), ::tolower);
+    bool ok = got_l == want_l;
+    rep.add(mk(Group::Binding, "binding.request_nonce", t_nonce, ok ? Status::Pass : Status::Fail,
+               ok ? "request_nonce " + got
+                  : (request_nonce ? "request_nonce " + got + " is not the nonce we sent (" + *nonce_hex +
+                                         "): replayed or for another request"
+                                   : "the report has no request_nonce")));
+  } else {
+    rep.add(mk(Group::Binding, "binding.request_nonce", t_nonce, Status::Skipped,
+               "no nonce of ours (--report without --nonce): replay cannot be ruled out; comparing with the report's "
+               "own request_nonce",
+               false));
+    nonce_hex = request_nonce;
+  }
+
+  // Signing key bytes.
+  auto algo = protocol::parse_signing_algo(out.signing_algo);
+  std::optional<Bytes> addr;
+  std::string addr_err;
+  if (!algo) {
+    addr_err = "signing_algo '" + out.signing_algo + "' is not ecdsa or ed25519";
+  } else if (out.signing_address.empty()) {
+    addr_err = "the report has no signing_address";
+  } else {
+    addr = from_hex(out.signing_address);
+    std::size_t want = *algo == protocol::SigningAlgo::Ecdsa ? 20 : 32;
+    if (!addr || addr->size() != want) {
+      addr_err = fmt::format("signing_address is not {} bytes of hex", want);
+      addr.reset();
+    }
+  }
+
+  // Public key ↔ address.
+  if (auto pk = get_str(att, "signing_public_key"); pk && addr && algo) {
+    auto pkb = from_hex(*pk);
+    bool ok = false;
+    std::string detail;
+    if (*algo == protocol::SigningAlgo::Ecdsa) {
+      if (pkb && pkb->size() == 65 && (*pkb)[0] == 0x04) pkb->erase(pkb->begin());
+      if (pkb && pkb->size() == 64) {
+        auto a = crypto::eth_address_of(*pkb);
+        ok = std::equal(a.begin(), a.end(), addr->begin());
+        detail = ok ? "keccak256(public key) gives the address" : "public key hashes to " + crypto::eth_checksum_address(a);
+      } else {
+        detail = "signing_public_key is not a 64-byte secp256k1 key";
+      }
+    } else {
+      ok = pkb && *pkb == *addr;
+      detail = ok ? "Ed25519 public key equals the address" : "signing_public_key differs from signing_address";
+    }
+    rep.add(mk(Group::Binding, "binding.signing_key", t_key, ok ? Status::Pass : Status::Fail, detail));
+  }
+
+  // report_data layout.
+  if (!quote) {
+    rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Skipped, "not reached: no usable quote"));
+    return;
+  }
+  const auto& rd = quote->td.report_data;
+  rep.fact("report_data", to_hex(rd));
+  if (!addr) {
+    rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Fail, addr_err));
+    return;
+  }
+  std::optional<protocol::Nonce> nonce = nonce_hex ? protocol::parse_nonce(*nonce_hex) : std::nullopt;
+  if (!nonce) {
+    rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Fail,
+               "no 64-hex nonce to compare with (request_nonce missing or malformed)"));
+    return;
+  }
+  std::array<std::uint8_t, 64> expected{};
+  std::string layout;
+  if (auto fp = get_str(att, "tls_cert_fingerprint")) {
+    auto fpb = from_hex(*fp);
+    if (!fpb || fpb->size() != 32) {
+      rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Fail,
+                 "tls_cert_fingerprint is not 32 bytes of hex"));
+      return;
+    }
+    expected = near_report_data(*addr, *fpb, *nonce);
+    layout = "NEAR layout sha256(address || tls_cert_fingerprint) || nonce";
+    rep.fact("tls_cert_fingerprint", *fp);
+  } else {
+    expected = protocol::make_report_data(*addr, *nonce);
+    layout = "vllm-proxy layout address zero-padded to 32 || nonce";
+  }
+  bool first_ok = std::equal(expected.begin(), expected.begin() + 32, rd.begin());
+  bool second_ok = std::equal(expected.begin() + 32, expected.end(), rd.begin() + 32);
+  if (first_ok && second_ok) {
+    out.bound = opts.expected_nonce_hex.has_value();
+    rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Pass, layout));
+  } else {
+    std::string what = !first_ok && !second_ok ? "neither the signing key nor the nonce match"
+                       : !first_ok            ? "the signing-key half does not match (key not bound)"
+                                              : "the nonce half does not match (replayed or stale quote)";
+    rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Fail,
+               fmt::format("{}: expected {} ({}), quote has {}", what, to_hex(expected), layout, to_hex(rd))));
+  }
+}
+
+// ----- code -----
+void code(const json::value& att, const std::optional<Quote>& quote, const AttestationOptions& opts, Report& rep) {
+  const char* t_log = "the event log parses and every runtime event's digest matches its content";
+  const char* t_rtmr = "replaying the event log reproduces RTMR0-3 of the quote";
+  const char* t_compose = "the compose-hash event equals sha256(app_compose) shown in Info";
+
+  // Info and tcb_info (may arrive as objects, JSON strings or Python-literal strings).
+  json::value info, tcb_info;
+  if (auto* p = get(att, "info"); p && !p->is_null()) {
+    try {
+      auto d = decode_lenient(*p);
+      info = std::move(d.value);
+      rep.fact("encoding.info", d.form);
+      if (auto* t = get(info, "tcb_info"); t && !t->is_null()) {
+        auto dt = decode_lenient(*t);
+        tcb_info = std::move(dt.value);
+        rep.fact("encoding.tcb_info", dt.form);
+      }
+    } catch (const DecodeError& e) {
+      rep.add(mk(Group::Code, "code.info", "the dstack Info object decodes", Status::Fail, e.what()));
+    }
+  }
+
+  // Event log: the report's own, else the one in tcb_info.
+  const json::value* raw_log = get(att, "event_log");
+  std::string log_src = "event_log";
+  if (!raw_log || raw_log->is_null()) {
+    if (auto* q = get(att, "quote"); q && q->is_object()) raw_log = get(*q, "event_log"), log_src = "quote.event_log";
+  }
+  if ((!raw_log || raw_log->is_null()) && !tcb_info.is_null()) raw_log = get(tcb_info, "event_log"), log_src = "info.tcb_info.event_log";
+  std::optional<std::vector<Event>> events;
+  if (!raw_log || raw_log->is_null()) {
+    rep.add(mk(Group::Code, "code.event_log", t_log, Status::Fail, "the report carries no event log"));
+  } else {
+    try {
+      auto d = decode_lenient(*raw_log);
+      rep.fact("encoding.event_log", d.form + " (" + log_src + ")");
+      events = parse_event_log(d.value);
+    } catch (const std::exception& e) {
+      rep.add(mk(Group::Code, "code.event_log", t_log, Status::Fail, e.what()));
+    }
+  }
+  std::optional<Replay> replay;
+  if (events) {
+    replay = replay_event_log(*events);
+    if (replay->problems.empty())
+      rep.add(mk(Group::Code, "code.event_log", t_log, Status::Pass,
+                 fmt::format("{} events; {} runtime digests recomputed{}", replay->events, replay->recomputed,
+                             replay->stripped ? fmt::format(" ({} were stripped in the log)", replay->stripped) : "")));
+    else
+      rep.add(mk(Group::Code, "code.event_log", t_log, Status::Fail, join(replay->problems)));
+    rep.fact("event_log.format", replay->stripped ? "stripped (runtime digests empty, recomputed)" : "full");
+  }
+  if (!quote) {
+    rep.add(mk(Group::Code, "code.rtmr", t_rtmr, Status::Skipped, "not reached: no usable quote"));
+  } else if (!replay) {
+    rep.add(mk(Group::Code, "code.rtmr", t_rtmr, Status::Fail, "no event log to replay"));
+  } else {
+    std::vector<std::string> bad;
+    for (int i = 0; i < 4; ++i)
+      if (replay->rtmr[i] != quote->td.rtmr[i])
+        bad.push_back(fmt::format("RTMR{}: replay {} != quote {}", i, to_hex(replay->rtmr[i]), to_hex(quote->td.rtmr[i])));
+    rep.add(mk(Group::Code, "code.rtmr", t_rtmr, bad.empty() ? Status::Pass : Status::Fail,
+               bad.empty() ? "RTMR0, RTMR1, RTMR2, RTMR3 all match" : join(bad)));
+  }
+
+  // dstack facts and the compose hash.
+  std::optional<std::string> compose_event;
+  if (events) {
+    compose_event = runtime_event_payload(*events, "compose-hash", true);
+    if (auto v = runtime_event_payload(*events, "app-id", true)) rep.fact("app_id", *v);
+    if (compose_event) rep.fact("compose_hash", *compose_event);
+    if (auto v = runtime_event_payload(*events, "os-image-hash", true)) rep.fact("os_image_hash", *v);
+    if (auto v = runtime_event_payload(*events, "instance-id", true)) rep.fact("instance_id", *v);
+    if (auto v = runtime_event_payload(*events, "key-provider", false)) rep.fact("key_provider", *v);
+  }
+  std::optional<std::string> app_compose = tcb_info.is_null() ? std::nullopt : get_str(tcb_info, "app_compose");
+  if (!compose_event) {
+    rep.add(mk(Group::Code, "code.compose_hash", t_compose, Status::Fail, "the event log has no compose-hash event"));
+  } else if (!app_compose) {
+    rep.add(mk(Group::Code, "code.compose_hash", t_compose, Status::Fail,
+               "Info carries no tcb_info.app_compose: the code that runs cannot be shown"));
+  } else {
+    auto h = to_hex(crypto::sha256(*app_compose));
+    bool ok = h == *compose_event;
+    rep.add(mk(Group::Code, "code.compose_hash", t_compose, ok ? Status::Pass : Status::Fail,
+               ok ? "sha256(app_compose) = " + h
+                  : "sha256(app_compose) = " + h + " but the measured compose-hash event is " + *compose_event));
+    try {
+      auto compose = json::parse(*app_compose);
+      if (auto f = get_str(compose, "docker_compose_file")) rep.fact("docker_compose_file", *f);
+    } catch (const std::exception&) {
+      rep.fact("app_compose", *app_compose);
+    }
+  }
+  if (quote) {
+    rep.fact("mrtd", to_hex(quote->td.mr_td));
+    for (int i = 0; i < 4; ++i) rep.fact(fmt::format("rtmr{}", i), to_hex(quote->td.rtmr[i]));
+  }
+
+  // Policy pins.
+  if (!opts.policy) {
+    rep.add(mk(Group::Code, "code.policy", "measurements are pinned by a policy", Status::Skipped,
+               "no --policy: compose hash, OS image, MRTD and RTMR0-2 are shown as facts but not pinned", false));
+    return;
+  }
+  auto pin = [&](const char* id, const char* what, const std::optional<std::vector<std::string>>& allowed,
+                 std::optional<std::string> actual) {
+    if (!allowed) return;
+    std::string title = fmt::format("the {} is one the policy allows", what);
+    if (!actual) {
+      rep.add(mk(Group::Code, id, title, Status::Fail, fmt::format("no {} available to compare", what)));
+      return;
+    }
+    bool ok = in_list(*allowed, *actual);
+    rep.add(mk(Group::Code, id, title, ok ? Status::Pass : Status::Fail,
+               fmt::format("{} {} {}", what, *actual, ok ? "allowed" : "is NOT in the policy")));
+  };
+  std::optional<std::string> os_image = events ? runtime_event_payload(*events, "os-image-hash", true) : std::nullopt;
+  pin("code.policy.compose_hash", "compose hash", opts.policy->compose_hashes, compose_event);
+  pin("code.policy.os_image_hash", "OS image hash", opts.policy->os_image_hashes, os_image);
+  auto q = [&](auto f) { return quote ? std::optional<std::string>(f()) : std::nullopt; };
+  pin("code.policy.mrtd", "MRTD", opts.policy->mrtd, q([&] { return to_hex(quote->td.mr_td); }));
+  pin("code.policy.rtmr0", "RTMR0", opts.policy->rtmr0, q([&] { return to_hex(quote->td.rtmr[0]); }));
+  pin("code.policy.rtmr1", "RTMR1", opts.policy->rtmr1, q([&] { return to_hex(quote->td.rtmr[1]); }));
+  pin("code.policy.rtmr2", "RTMR2", opts.policy->rtmr2, q([&] { return to_hex(quote->td.rtmr[2]); }));
+}
+
+// ----- GPU -----
+void gpu(const json::value& att, const AttestationOptions& opts, Report& rep) {
+  const json::value* p = get(att, "nvidia_payload");
+  if (!p || p->is_null() || (p->is_string() && p->get_string().empty())) {
+    std::string why = get_str(att, "gpu_evidence_error").value_or("the report carries no nvidia_payload");
+    rep.add(mk(Group::Gpu, "gpu.evidence", "GPU attestation evidence is present and verified", Status::Skipped,
+               "no GPU evidence: " + why, false));
+    return;
+  }
+  if (p->is_string()) rep.fact("encoding.nvidia_payload", "json-string");
+  std::string nonce = opts.expected_nonce_hex.value_or(get_str(att, "request_nonce").value_or(""));
+  try {
+    check_gpu_evidence(*p, nonce, opts.gpu, rep);
+  } catch (const std::exception& e) {
+    rep.add(mk(Group::Gpu, "gpu.evidence", "GPU attestation evidence is present and verified", Status::Fail, e.what()));
+  }
+}
+
+}  // namespace
+
+std::array<std::uint8_t, 64> near_report_data(ByteView address, ByteView tls_fingerprint, ByteView nonce32) {
+  Bytes m(address.begin(), address.end());
+  m.insert(m.end(), tls_fingerprint.begin(), tls_fingerprint.end());
+  auto h = crypto::sha256(ByteView(m));
+  std::array<std::uint8_t, 64> out{};
+  std::copy(h.begin(), h.end(), out.begin());
+  std::copy(nonce32.begin(), nonce32.begin() + std::min<std::size_t>(32, nonce32.size()), out.begin() + 32);
+  return out;
+}
+
+AttestationOutcome verify_attestation(const json::value& att, const AttestationOptions& opts) {
+  AttestationOutcome out;
+  Report& rep = out.report;
+  if (!att.is_object()) {
+    rep.add(mk(Group::Hardware, "tdx.quote_format", "the report is a JSON object with a TDX quote", Status::Fail,
+               "the attestation report is not a JSON object"));
+    return out;
+  }
+  if (auto* s = get(att, "simulated"); s && s->is_bool() && s->get_bool())
+    rep.fact("simulated", "true: the server says this is a simulated TEE (its quote cannot verify)");
+
+  // Quote: intel_quote, else quote (hex string, or an object with a "quote" field).
+  std::optional<std::string> quote_hex = get_str(att, "intel_quote");
+  std::string quote_src = "intel_quote";
+  if (!quote_hex) {
+    quote_src = "quote";
+    if (auto* q = get(att, "quote"); q && q->is_string())
+      quote_hex = std::string(q->get_string());
+    else if (q && q->is_object())
+      quote_hex = get_str(*q, "quote"), quote_src = "quote.quote";
+  }
+  std::optional<Quote> quote;
+  if (!quote_hex) {
+    rep.add(mk(Group::Hardware, "tdx.quote_format", "the report carries a TDX quote", Status::Fail,
+               "no intel_quote / quote field"));
+  } else {
+    try {
+      auto d = decode_hex_field(*quote_hex);
+      rep.fact("encoding.quote", d.form + " (" + quote_src + ")");
+      quote = hardware(d.bytes, opts, rep);
+    } catch (const DecodeError& e) {
+      rep.add(mk(Group::Hardware, "tdx.quote_format", "the report carries a TDX quote", Status::Fail,
+                 std::string("quote: ") + e.what()));
+    }
+  }
+  binding(att, quote, opts, out);
+  code(att, quote, opts, rep);
+  gpu(att, opts, rep);
+  return out;
+}
+
+}  // namespace pi::verify

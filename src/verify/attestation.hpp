@@ -1,0 +1,46 @@
+#pragma once
+// Verification of one attestation report (vllm-proxy / NEAR shape, as served by
+// GET /v1/attestation/report): hardware (TDX quote + DCAP), binding (report_data = signing key ‖
+// our nonce), code (event-log replay → RTMRs, compose hash, policy pins) and GPU evidence.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <boost/json.hpp>
+
+#include "verify/dcap.hpp"
+#include "verify/gpu.hpp"
+#include "verify/policy.hpp"
+#include "verify/report.hpp"
+
+namespace pi::verify {
+
+struct AttestationOptions {
+  // The nonce we sent (64 hex). Without it the replay check is skipped and report_data is
+  // compared against the report's own request_nonce.
+  std::optional<std::string> expected_nonce_hex;
+  std::optional<std::string> expected_signing_algo;  // "ecdsa" | "ed25519"
+  std::int64_t now = 0;                              // unix seconds
+  std::optional<Collateral> collateral;              // offline collateral
+  // Fetches collateral for a parsed quote (network); returns nullopt and sets `why` when it cannot.
+  // Absent: offline, collateral-dependent checks are skipped (and say so).
+  std::function<std::optional<Collateral>(const Quote&, std::string& why)> fetch_collateral;
+  std::optional<Policy> policy;
+  GpuOptions gpu;
+};
+
+struct AttestationOutcome {
+  Report report;
+  std::string signing_algo;     // as the report states it
+  std::string signing_address;  // as the report states it
+  bool bound = false;           // report_data binds signing_address (and our nonce, when we sent one)
+};
+
+// Never throws on bad input: malformed fields become failed checks.
+AttestationOutcome verify_attestation(const boost::json::value& attestation, const AttestationOptions& opts);
+
+// NEAR cloud-api layout: sha256(address bytes ‖ tls_cert_fingerprint bytes) ‖ nonce.
+std::array<std::uint8_t, 64> near_report_data(ByteView address, ByteView tls_fingerprint, ByteView nonce32);
+
+}  // namespace pi::verify

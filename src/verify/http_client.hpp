@@ -1,0 +1,34 @@
+#pragma once
+// Minimal HTTP/1.1 GET client for the verifier (the proxy's attestation and signature endpoints,
+// Intel PCS / a PCCS for collateral). http:// and https:// (system trust store, host name checked).
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pi::verify {
+
+struct HttpError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// Throws HttpError on a bad URL, transport failure or timeout (never on an HTTP error status).
+HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::string, std::string>>& headers = {},
+                      int timeout_s = 30);
+
+// "%2D" → "-" etc. (Intel PCS sends issuer chains URL-encoded in headers).
+std::string url_decode(std::string_view s);
+
+}  // namespace pi::verify

@@ -1,0 +1,119 @@
+#include "verify/response.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "crypto/eth.hpp"
+#include "crypto/hash.hpp"
+#include "protocol/signing.hpp"
+
+namespace pi::verify {
+namespace {
+
+namespace json = boost::json;
+
+std::optional<std::string> str(const json::value& v, std::string_view key) {
+  if (!v.is_object()) return std::nullopt;
+  auto it = v.get_object().find(key);
+  if (it == v.get_object().end() || !it->value().is_string()) return std::nullopt;
+  return std::string(it->value().get_string());
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (s.rfind("0x", 0) == 0) s = s.substr(2);
+  return s;
+}
+
+void add(Report& r, std::string id, std::string title, Status s, std::string detail) {
+  r.add(Check{Group::Response, std::move(id), std::move(title), s, std::move(detail)});
+}
+
+}  // namespace
+
+void check_response(std::string_view request_bytes, std::string_view response_bytes, const json::value& sig,
+                    std::string_view algo_s, const std::optional<AttestationOutcome>& att, Report& rep) {
+  const char* t_req = "sha256 of the exact request bytes equals the signed request_hash";
+  const char* t_res = "sha256 of the exact response bytes equals the signed response_hash";
+  const char* t_text = "the signed text is request_hash:response_hash";
+  const char* t_sig = "the signature over the text verifies for the stated signing key";
+  const char* t_bound = "the signing key is the one bound in a freshly verified attestation";
+
+  std::string req_hash = to_hex(crypto::sha256(request_bytes));
+  std::string res_hash = to_hex(crypto::sha256(response_bytes));
+  rep.fact("response.request_sha256", req_hash);
+  rep.fact("response.response_sha256", res_hash);
+  auto s_req = str(sig, "request_hash");
+  auto s_res = str(sig, "response_hash");
+  auto text = str(sig, "text");
+  add(rep, "response.request_hash", t_req, s_req && lower(*s_req) == req_hash ? Status::Pass : Status::Fail,
+      s_req ? (lower(*s_req) == req_hash ? req_hash
+                                         : "request file hashes to " + req_hash + ", the proxy signed " + *s_req)
+            : "the signature record has no request_hash");
+  add(rep, "response.response_hash", t_res, s_res && lower(*s_res) == res_hash ? Status::Pass : Status::Fail,
+      s_res ? (lower(*s_res) == res_hash
+                   ? res_hash
+                   : "response file hashes to " + res_hash + ", the proxy signed " + *s_res +
+                         ": these are not the bytes that were signed (tampered or re-serialised)")
+            : "the signature record has no response_hash");
+  std::string want_text = protocol::signed_text(s_req.value_or(""), s_res.value_or(""));
+  add(rep, "response.text", t_text, text && *text == want_text ? Status::Pass : Status::Fail,
+      text ? (*text == want_text ? "text = request_hash:response_hash" : "text '" + *text + "' is not " + want_text)
+           : "the signature record has no text");
+
+  auto algo = protocol::parse_signing_algo(algo_s);
+  std::string signer;  // address / public key that signed, normalised lowercase without 0x
+  if (!algo) {
+    add(rep, "response.signature", t_sig, Status::Fail, "unknown signing algorithm '" + std::string(algo_s) + "'");
+  } else if (*algo == protocol::SigningAlgo::Ecdsa) {
+    auto s = str(sig, "ecdsa_signature");
+    if (!s) s = str(sig, "signature");
+    auto stated = str(sig, "ecdsa_signing_address");
+    if (!stated) stated = str(sig, "signing_address");
+    auto rec = s && text ? protocol::recover_ecdsa_signer(*text, *s) : std::nullopt;
+    if (!rec) {
+      add(rep, "response.signature", t_sig, Status::Fail, "no valid 65-byte ECDSA signature to recover a key from");
+    } else {
+      signer = lower(to_hex(*rec));
+      bool ok = stated && lower(*stated) == signer;
+      add(rep, "response.signature", t_sig, ok ? Status::Pass : Status::Fail,
+          ok ? "EIP-191 signature recovers " + crypto::eth_checksum_address(*rec)
+             : "signature recovers " + crypto::eth_checksum_address(*rec) + ", not the stated signing address " +
+                   stated.value_or("(none)"));
+      if (!ok) signer = lower(to_hex(*rec));
+    }
+  } else {
+    auto s = str(sig, "ed25519_signature");
+    if (!s) s = str(sig, "signature");
+    auto pk = str(sig, "ed25519_signing_address");
+    if (!pk) pk = str(sig, "signing_address");
+    bool ok = s && pk && text && protocol::verify_ed25519(*text, *s, *pk);
+    if (pk) signer = lower(*pk);
+    add(rep, "response.signature", t_sig, ok ? Status::Pass : Status::Fail,
+        ok ? "Ed25519 signature verifies with " + *pk : "the Ed25519 signature does not verify with the stated key");
+  }
+
+  // Bound by a verified attestation?
+  if (!att) {
+    add(rep, "response.key_bound", t_bound, Status::Fail, "no attestation could be fetched and verified");
+    return;
+  }
+  std::string attested = lower(att->signing_address);
+  bool same_key = !signer.empty() && signer == attested;
+  bool att_ok = att->report.ok() && att->bound;
+  if (same_key && att_ok) {
+    add(rep, "response.key_bound", t_bound, Status::Pass,
+        "signer " + att->signing_address + " is bound by the attestation checked above (fresh nonce)");
+  } else if (!same_key) {
+    add(rep, "response.key_bound", t_bound, Status::Fail,
+        "signer " + (signer.empty() ? std::string("(unknown)") : signer) + " is not the attested signing address " +
+            att->signing_address);
+  } else {
+    add(rep, "response.key_bound", t_bound, Status::Fail,
+        "the signer matches the report's signing_address, but the attestation itself did not verify (see the "
+        "hardware/binding/code checks above), so nothing proves where this key lives");
+  }
+}
+
+}  // namespace pi::verify
