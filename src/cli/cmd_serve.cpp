@@ -89,7 +89,9 @@ Runner register_serve(CLI::App& app) {
   sub->add_option("--max-concurrent-attestations", f->max_attestations, "Attestations in flight before 429")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  sub->add_option("--log-level", f->log_level, "trace|debug|info|warn|error")->envname("LOG_LEVEL")->capture_default_str();
+  sub->add_option("--log-level", f->log_level, "trace|debug|info|warn|error")
+      ->envname("LOG_LEVEL")
+      ->capture_default_str();
 
   return [f]() -> int {
     spdlog::set_level(spdlog::level::from_str(f->log_level));
@@ -114,7 +116,8 @@ Runner register_serve(CLI::App& app) {
     cfg.public_endpoints = {f->public_endpoints.begin(), f->public_endpoints.end()};
     cfg.max_concurrent_attestations = f->max_attestations;
     for (const auto& p : cfg.public_endpoints) {
-      static const std::set<std::string> kKnown{"attestation", "models", "health", "version", "metrics", "signature", "inference"};
+      static const std::set<std::string> kKnown{"attestation", "models",    "health",   "version",
+                                                "metrics",     "signature", "inference"};
       if (!kKnown.contains(p)) {
         spdlog::error("--public: unknown endpoint group '{}'", p);
         return 2;
@@ -136,10 +139,12 @@ Runner register_serve(CLI::App& app) {
       identity.emplace(derive_identity(*tee.dstack, cfg.model));
       tee.keys_from_tee = true;
       if (tee.simulated)
-        spdlog::warn("the TEE agent is SIMULATED (dev-tee): attestation reports are labelled simulated and prove nothing");
+        spdlog::warn(
+            "the TEE agent is SIMULATED (dev-tee): attestation reports are labelled simulated and prove nothing");
     } else {
-      spdlog::warn("no dstack guest agent found (--dstack-socket, DSTACK_SIMULATOR_ENDPOINT, /var/run/dstack.sock, "
-                   "/var/run/dstack/dstack.sock): using RANDOM signing keys; attestation endpoints will answer 503");
+      spdlog::warn(
+          "no dstack guest agent found (--dstack-socket, DSTACK_SIMULATOR_ENDPOINT, /var/run/dstack.sock, "
+          "/var/run/dstack/dstack.sock): using RANDOM signing keys; attestation endpoints will answer 503");
       identity.emplace(protocol::SigningIdentity::random());
     }
     spdlog::info("signing addresses: ecdsa {} ed25519 {} ({})", identity->signing_address(protocol::SigningAlgo::Ecdsa),

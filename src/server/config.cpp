@@ -8,7 +8,8 @@ namespace pi::server {
 BackendUrl parse_backend_url(const std::string& url) {
   const std::string scheme = "http://";
   if (url.rfind("https://", 0) == 0)
-    throw std::invalid_argument("backend URL '" + url + "': https backends are not supported; use http:// on the VM's private network");
+    throw std::invalid_argument("backend URL '" + url +
+                                "': https backends are not supported; use http:// on the VM's private network");
   if (url.rfind(scheme, 0) != 0) throw std::invalid_argument("backend URL '" + url + "' must start with http://");
   std::string rest = url.substr(scheme.size());
   BackendUrl b;

@@ -27,19 +27,32 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 
 const char* route_name(Route r) {
   switch (r) {
-    case Route::Chat: return "/v1/chat/completions";
-    case Route::Completions: return "/v1/completions";
-    case Route::Embeddings: return "/v1/embeddings";
-    case Route::Responses: return "/v1/responses";
-    case Route::Models: return "/v1/models";
-    case Route::Health: return "/health";
-    case Route::Version: return "/version";
-    case Route::Metrics: return "/metrics";
-    case Route::Tokenize: return "/tokenize";
-    case Route::Detokenize: return "/detokenize";
-    case Route::Signature: return "/v1/signature";
-    case Route::Attestation: return "/v1/attestation";
-    default: return "other";
+    case Route::Chat:
+      return "/v1/chat/completions";
+    case Route::Completions:
+      return "/v1/completions";
+    case Route::Embeddings:
+      return "/v1/embeddings";
+    case Route::Responses:
+      return "/v1/responses";
+    case Route::Models:
+      return "/v1/models";
+    case Route::Health:
+      return "/health";
+    case Route::Version:
+      return "/version";
+    case Route::Metrics:
+      return "/metrics";
+    case Route::Tokenize:
+      return "/tokenize";
+    case Route::Detokenize:
+      return "/detokenize";
+    case Route::Signature:
+      return "/v1/signature";
+    case Route::Attestation:
+      return "/v1/attestation";
+    default:
+      return "other";
   }
 }
 
@@ -51,18 +64,23 @@ void Metrics::count_response(Route r, unsigned status) {
 std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) const {
   std::string out;
   out.reserve(8192);
-  out += "# HELP pi_http_responses_total HTTP responses sent by the proxy, by route and status class (aborted: connection dropped).\n";
+  out +=
+      "# HELP pi_http_responses_total HTTP responses sent by the proxy, by route and status class (aborted: connection "
+      "dropped).\n";
   out += "# TYPE pi_http_responses_total counter\n";
   static const char* kClass[] = {"aborted", "1xx", "2xx", "3xx", "4xx", "5xx"};
   for (std::size_t r = 0; r < responses.size(); ++r)
     for (std::size_t c = 0; c < 6; ++c) {
       auto v = responses[r][c].load();
-      if (v) out += fmt::format("pi_http_responses_total{{route=\"{}\",status=\"{}\"}} {}\n", route_name(static_cast<Route>(r)), kClass[c], v);
+      if (v)
+        out += fmt::format("pi_http_responses_total{{route=\"{}\",status=\"{}\"}} {}\n",
+                           route_name(static_cast<Route>(r)), kClass[c], v);
     }
   out += "# HELP pi_http_request_duration_seconds Time from request read to response fully sent.\n";
   out += "# TYPE pi_http_request_duration_seconds histogram\n";
   for (std::size_t r = 0; r < duration.size(); ++r)
-    duration[r].render(out, "pi_http_request_duration_seconds", fmt::format("route=\"{}\"", route_name(static_cast<Route>(r))));
+    duration[r].render(out, "pi_http_request_duration_seconds",
+                       fmt::format("route=\"{}\"", route_name(static_cast<Route>(r))));
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {
     out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
   };
@@ -70,15 +88,22 @@ std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) 
     out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, v);
   };
   counter("pi_signatures_created_total", "Responses signed (ECDSA + Ed25519) and stored.", signatures_created.load());
-  counter("pi_unsigned_incomplete_total", "Responses not signed: stream without [DONE], backend error, or client gone.", unsigned_incomplete.load());
+  counter("pi_unsigned_incomplete_total", "Responses not signed: stream without [DONE], backend error, or client gone.",
+          unsigned_incomplete.load());
   counter("pi_unsigned_no_id_total", "Streamed responses not signed because no id was found.", unsigned_no_id.load());
-  counter("pi_signature_id_collisions_total", "Signatures not stored because the id already had a record.", signature_id_collisions.load());
-  counter("pi_signature_store_full_total", "Requests refused with 503 because the signature store was full.", store_full_rejections.load());
-  counter("pi_client_disconnects_total", "Clients that went away before the response finished (backend request cancelled).", client_disconnects.load());
+  counter("pi_signature_id_collisions_total", "Signatures not stored because the id already had a record.",
+          signature_id_collisions.load());
+  counter("pi_signature_store_full_total", "Requests refused with 503 because the signature store was full.",
+          store_full_rejections.load());
+  counter("pi_client_disconnects_total",
+          "Clients that went away before the response finished (backend request cancelled).",
+          client_disconnects.load());
   counter("pi_backend_connect_errors_total", "Failures to connect to the backend.", backend_connect_errors.load());
   counter("pi_backend_timeouts_total", "Backend requests that timed out.", backend_timeouts.load());
-  counter("pi_attestation_rejected_busy_total", "Attestation requests refused with 429 (too many in flight).", attestation_rejected_busy.load());
-  counter("pi_attestation_errors_total", "Attestation requests that failed at the TEE agent.", attestation_errors.load());
+  counter("pi_attestation_rejected_busy_total", "Attestation requests refused with 429 (too many in flight).",
+          attestation_rejected_busy.load());
+  counter("pi_attestation_errors_total", "Attestation requests that failed at the TEE agent.",
+          attestation_errors.load());
   counter("pi_bytes_received_total", "Request body bytes received from clients.", bytes_in.load());
   counter("pi_bytes_sent_total", "Response body bytes sent to clients.", bytes_out.load());
   gauge("pi_inflight_requests", "Requests being handled now.", static_cast<double>(inflight.load()));

@@ -21,12 +21,27 @@ class Histogram {
   std::atomic<std::uint64_t> sum_micros_{0};
 };
 
-enum class Route { Chat, Completions, Embeddings, Responses, Models, Health, Version, Metrics, Tokenize,
-                   Detokenize, Signature, Attestation, Other, kCount };
+enum class Route {
+  Chat,
+  Completions,
+  Embeddings,
+  Responses,
+  Models,
+  Health,
+  Version,
+  Metrics,
+  Tokenize,
+  Detokenize,
+  Signature,
+  Attestation,
+  Other,
+  kCount
+};
 const char* route_name(Route r);
 
 struct Metrics {
-  std::array<std::array<std::atomic<std::uint64_t>, 6>, static_cast<size_t>(Route::kCount)> responses{};  // by status class 1xx..5xx, [0]=aborted
+  std::array<std::array<std::atomic<std::uint64_t>, 6>, static_cast<size_t>(Route::kCount)>
+      responses{};  // by status class 1xx..5xx, [0]=aborted
   std::array<Histogram, static_cast<size_t>(Route::kCount)> duration;
   std::atomic<std::uint64_t> signatures_created{0};
   std::atomic<std::uint64_t> unsigned_incomplete{0};  // stream without [DONE], backend error, client gone

@@ -2,9 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -15,7 +16,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <deque>
@@ -247,7 +247,8 @@ struct ProxyServer::Impl {
   }
 
   void release_backend(Worker& w, BackendConn& c) {
-    if (w.idle_backend.size() < 1024 && c.stream.socket().is_open()) w.idle_backend.push_back(c.stream.release_socket());
+    if (w.idle_backend.size() < 1024 && c.stream.socket().is_open())
+      w.idle_backend.push_back(c.stream.release_socket());
   }
 
   // ----- the exchange (forwarding) ----------------------------------------------------------
@@ -376,8 +377,8 @@ struct ProxyServer::Impl {
                              "The inference backend did not answer in time", "server_error", "backend_timeout", false);
     } else {
       metrics.backend_connect_errors++;
-      co_await respond_error(client, x, t0, http::status::bad_gateway,
-                             "The inference backend failed: " + ec.message(), "server_error", "backend_error", false);
+      co_await respond_error(client, x, t0, http::status::bad_gateway, "The inference backend failed: " + ec.message(),
+                             "server_error", "backend_error", false);
     }
   }
 
@@ -386,16 +387,16 @@ struct ProxyServer::Impl {
     drop_reservation(x);
     x.status = static_cast<unsigned>(st);
     x.responded = true;
-    x.client_reusable =
-        co_await send(client, make_error(st, message, type, code, x.breq.keep_alive(), retry_useless), x.ri.route, t0);
+    auto pending = make_error(st, message, type, code, x.breq.keep_alive(), retry_useless);
+    x.client_reusable = co_await send(client, std::move(pending), x.ri.route, t0);
   }
 
   awaitable<void> relay(beast::tcp_stream& client, Exchange& x, Clock::time_point t0, BackendConn& conn,
                         beast::flat_buffer& bbuf, http::response_parser<http::buffer_body>& parser) {
     const auto& hdr = parser.get();
     const bool ok_status = hdr.result_int() >= 200 && hdr.result_int() < 300;
-    const bool sse = hdr.result() == http::status::ok &&
-                     hdr[http::field::content_type].substr(0, 17) == "text/event-stream";
+    const bool sse =
+        hdr.result() == http::status::ok && hdr[http::field::content_type].substr(0, 17) == "text/event-stream";
     x.status = hdr.result_int();
     if (!sse) {
       http::response_parser<http::string_body> sp{std::move(parser)};
@@ -536,13 +537,13 @@ struct ProxyServer::Impl {
       // (Parsed only to validate; the bytes forwarded are the bytes received.)
       boost::system::error_code jec;
       auto v = json::parse(req.body(), jec);
-      if (jec || !v.is_object())
-        co_return co_await send(client,
-                                make_error(http::status::bad_request,
-                                           jec ? "The request body is not valid JSON: " + jec.message()
-                                               : std::string("The request body must be a JSON object"),
-                                           "invalid_request_error", "invalid_json", keep, true),
-                                ri.route, t0);
+      if (jec || !v.is_object()) {
+        auto pending = make_error(http::status::bad_request,
+                                  jec ? "The request body is not valid JSON: " + jec.message()
+                                      : std::string("The request body must be a JSON object"),
+                                  "invalid_request_error", "invalid_json", keep, true);
+        co_return co_await send(client, std::move(pending), ri.route, t0);
+      }
       if (!store.try_reserve()) {
         metrics.store_full_rejections++;
         auto res = make_error(http::status::service_unavailable,
@@ -626,17 +627,17 @@ struct ProxyServer::Impl {
     std::string id = percent_decode(t.path.substr(std::string_view("/v1/signature/").size()));
     auto algo_s = query_param(t.query, "signing_algo").value_or("ecdsa");
     auto algo = protocol::parse_signing_algo(algo_s);
-    if (!algo)
-      co_return co_await send(client,
-                              make_error(http::status::bad_request, "signing_algo must be 'ecdsa' or 'ed25519'",
-                                         "invalid_request_error", "invalid_signing_algo", keep, true, "signing_algo"),
-                              Route::Signature, t0);
+    if (!algo) {
+      auto pending = make_error(http::status::bad_request, "signing_algo must be 'ecdsa' or 'ed25519'",
+                                "invalid_request_error", "invalid_signing_algo", keep, true, "signing_algo");
+      co_return co_await send(client, std::move(pending), Route::Signature, t0);
+    }
     auto rec = id.empty() ? std::nullopt : store.get(owner + '\x1f' + id);
-    if (!rec)
-      co_return co_await send(client,
-                              make_error(http::status::not_found, "Chat id not found or expired",
-                                         "invalid_request_error", "signature_not_found", keep, true),
-                              Route::Signature, t0);
+    if (!rec) {
+      auto pending = make_error(http::status::not_found, "Chat id not found or expired", "invalid_request_error",
+                                "signature_not_found", keep, true);
+      co_return co_await send(client, std::move(pending), Route::Signature, t0);
+    }
     co_return co_await send(
         client, make_json(http::status::ok, json::serialize(protocol::signature_response(*rec, identity, *algo)), keep),
         Route::Signature, t0);
@@ -652,11 +653,11 @@ struct ProxyServer::Impl {
     protocol::Nonce nonce{};
     if (auto n = query_param(t.query, "nonce"); n && !n->empty()) {
       auto parsed = protocol::parse_nonce(*n);
-      if (!parsed)
-        co_return co_await send(client,
-                                fail(http::status::bad_request, "nonce must be exactly 64 hexadecimal characters (32 bytes)",
-                                     "invalid_request_error", "invalid_nonce", "nonce"),
-                                Route::Attestation, t0);
+      if (!parsed) {
+        auto pending = fail(http::status::bad_request, "nonce must be exactly 64 hexadecimal characters (32 bytes)",
+                            "invalid_request_error", "invalid_nonce", "nonce");
+        co_return co_await send(client, std::move(pending), Route::Attestation, t0);
+      }
       nonce = *parsed;
     } else {
       crypto::random_fill(nonce);
@@ -664,21 +665,21 @@ struct ProxyServer::Impl {
     std::optional<protocol::SigningAlgo> algo;
     if (auto a = query_param(t.query, "signing_algo"); a && !a->empty()) {
       algo = protocol::parse_signing_algo(*a);
-      if (!algo)
-        co_return co_await send(client,
-                                fail(http::status::bad_request, "signing_algo must be 'ecdsa' or 'ed25519'",
-                                     "invalid_request_error", "invalid_signing_algo", "signing_algo"),
-                                Route::Attestation, t0);
+      if (!algo) {
+        auto pending = fail(http::status::bad_request, "signing_algo must be 'ecdsa' or 'ed25519'",
+                            "invalid_request_error", "invalid_signing_algo", "signing_algo");
+        co_return co_await send(client, std::move(pending), Route::Attestation, t0);
+      }
     }
     if (auto addr = query_param(t.query, "signing_address"); addr && !addr->empty()) {
       std::optional<protocol::SigningAlgo> match;
       for (auto cand : {protocol::SigningAlgo::Ecdsa, protocol::SigningAlgo::Ed25519})
         if (iequals(*addr, identity.signing_address(cand)) && (!algo || *algo == cand)) match = cand;
-      if (!match)
-        co_return co_await send(client,
-                                fail(http::status::not_found, "This server does not hold the requested signing_address",
-                                     "invalid_request_error", "signing_address_not_found", "signing_address"),
-                                Route::Attestation, t0);
+      if (!match) {
+        auto pending = fail(http::status::not_found, "This server does not hold the requested signing_address",
+                            "invalid_request_error", "signing_address_not_found", "signing_address");
+        co_return co_await send(client, std::move(pending), Route::Attestation, t0);
+      }
       algo = match;
     }
     const auto a = algo.value_or(protocol::SigningAlgo::Ecdsa);
@@ -745,14 +746,18 @@ struct ProxyServer::Impl {
     if (!agent_error.empty()) {
       metrics.attestation_errors++;
       spdlog::error("attestation failed at the TEE agent: {}", agent_error);
-      co_return co_await send(client,
-                              make_error(http::status::bad_gateway, "The TEE agent failed: " + agent_error,
-                                         "server_error", "tee_agent_error", keep, false),
-                              Route::Attestation, t0);
+      {
+        auto pending = make_error(http::status::bad_gateway, "The TEE agent failed: " + agent_error, "server_error",
+                                  "tee_agent_error", keep, false);
+        co_return co_await send(client, std::move(pending), Route::Attestation, t0);
+      }
     }
     json::object self = report;
     report["all_attestations"] = json::array{std::move(self)};
-    co_return co_await send(client, make_json(http::status::ok, json::serialize(report), keep), Route::Attestation, t0);
+    {
+      auto pending = make_json(http::status::ok, json::serialize(report), keep);
+      co_return co_await send(client, std::move(pending), Route::Attestation, t0);
+    }
   }
 
   awaitable<std::optional<std::string>> backend_get(Worker& w, std::string path) {
@@ -795,10 +800,11 @@ struct ProxyServer::Impl {
     const RouteInfo ri = classify(t.path);
     if (ri.route == Route::Other) {
       spdlog::info("{} (unknown route) -> 404", std::string_view(req.method_string()));
-      co_return co_await send(client,
-                              make_error(http::status::not_found, "Unknown endpoint", "invalid_request_error",
-                                         "unknown_url", keep, true),
-                              Route::Other, t0);
+      {
+        auto pending =
+            make_error(http::status::not_found, "Unknown endpoint", "invalid_request_error", "unknown_url", keep, true);
+        co_return co_await send(client, std::move(pending), Route::Other, t0);
+      }
     }
     if (req.method() != ri.method) {
       auto res = make_error(http::status::method_not_allowed,
@@ -823,9 +829,10 @@ struct ProxyServer::Impl {
     if (ri.forward) co_return co_await forward(w, client, cbuf, req, ri, std::move(owner), t0);
     bool reusable = false;
     switch (ri.route) {
-      case Route::Version:
-        reusable = co_await send(client, make_json(http::status::ok, json::serialize(version_json()), keep), ri.route, t0);
-        break;
+      case Route::Version: {
+        auto pending = make_json(http::status::ok, json::serialize(version_json()), keep);
+        reusable = co_await send(client, std::move(pending), ri.route, t0);
+      } break;
       case Route::Metrics:
         reusable = co_await metrics_endpoint(w, client, req, t0);
         break;
@@ -855,21 +862,24 @@ struct ProxyServer::Impl {
       const auto t0 = Clock::now();
       if (hec) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != net::error::connection_reset &&
-            hec != net::error::eof && hec != http::error::partial_message && hec.category() == http::make_error_code(http::error::bad_target).category()) {
-          co_await send(client,
-                        make_error(http::status::bad_request, "Malformed HTTP request: " + hec.message(),
-                                   "invalid_request_error", "bad_request", false, true),
-                        Route::Other, t0);
+            hec != net::error::eof && hec != http::error::partial_message &&
+            hec.category() == http::make_error_code(http::error::bad_target).category()) {
+          {
+            auto pending = make_error(http::status::bad_request, "Malformed HTTP request: " + hec.message(),
+                                      "invalid_request_error", "bad_request", false, true);
+            co_await send(client, std::move(pending), Route::Other, t0);
+          }
         }
         break;
       }
       const bool keep = parser.get().keep_alive();
       if (auto cl = parser.content_length(); cl && *cl > cfg.max_body_bytes) {
-        co_await send(client,
-                      make_error(http::status::payload_too_large,
-                                 "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
-                                 "invalid_request_error", "request_too_large", false, true),
-                      Route::Other, t0);
+        {
+          auto pending = make_error(http::status::payload_too_large,
+                                    "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
+                                    "invalid_request_error", "request_too_large", false, true);
+          co_await send(client, std::move(pending), Route::Other, t0);
+        }
         break;
       }
       if (iequals(parser.get()[http::field::expect], "100-continue")) {
@@ -880,18 +890,17 @@ struct ProxyServer::Impl {
       auto [bec, bn] = co_await http::async_read(client, cbuf, parser, kTuple);
       client.expires_never();
       if (bec) {
-        if (bec == http::error::body_limit)
-          co_await send(client,
-                        make_error(http::status::payload_too_large,
-                                   "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
-                                   "invalid_request_error", "request_too_large", false, true),
-                        Route::Other, t0);
-        else if (bec.category() == http::make_error_code(http::error::bad_target).category() &&
-                 bec != http::error::partial_message)
-          co_await send(client,
-                        make_error(http::status::bad_request, "Malformed HTTP request: " + bec.message(),
-                                   "invalid_request_error", "bad_request", false, true),
-                        Route::Other, t0);
+        if (bec == http::error::body_limit) {
+          auto pending = make_error(http::status::payload_too_large,
+                                    "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
+                                    "invalid_request_error", "request_too_large", false, true);
+          co_await send(client, std::move(pending), Route::Other, t0);
+        } else if (bec.category() == http::make_error_code(http::error::bad_target).category() &&
+                   bec != http::error::partial_message) {
+          auto pending = make_error(http::status::bad_request, "Malformed HTTP request: " + bec.message(),
+                                    "invalid_request_error", "bad_request", false, true);
+          co_await send(client, std::move(pending), Route::Other, t0);
+        }
         break;
       }
       Request req = parser.release();
@@ -904,10 +913,11 @@ struct ProxyServer::Impl {
         internal_error = true;
       }
       if (internal_error) {
-        co_await send(client,
-                      make_error(http::status::internal_server_error, "Internal error", "server_error",
-                                 "internal_error", false, false),
-                      Route::Other, t0);
+        {
+          auto pending = make_error(http::status::internal_server_error, "Internal error", "server_error",
+                                    "internal_error", false, false);
+          co_await send(client, std::move(pending), Route::Other, t0);
+        }
       }
       if (!reusable || !keep) break;
     }
@@ -937,7 +947,7 @@ struct ProxyServer::Impl {
       });
     }
   }
-};
+};  // namespace pi::server
 
 ProxyServer::ProxyServer(ServerConfig cfg, protocol::SigningIdentity identity, TeeContext tee)
     : impl_(std::make_unique<Impl>(std::move(cfg), std::move(identity), std::move(tee))) {}
@@ -949,7 +959,8 @@ unsigned short ProxyServer::bind() {
   {
     net::io_context tmp;
     tcp::resolver r(tmp);
-    for (const auto& e : r.resolve(im.cfg.backend.host, im.cfg.backend.port)) im.backend_endpoints.push_back(e.endpoint());
+    for (const auto& e : r.resolve(im.cfg.backend.host, im.cfg.backend.port))
+      im.backend_endpoints.push_back(e.endpoint());
     if (im.backend_endpoints.empty()) throw std::runtime_error("backend host did not resolve: " + im.cfg.backend.host);
   }
   auto addr = net::ip::make_address(im.cfg.listen.host);
