@@ -326,15 +326,20 @@ TEST(VerifyGpu, BlackwellDetectedFromEvidence) {
   EXPECT_EQ(fact(r, "gpu.0.driver_version"), "575.32");
 }
 
-TEST(VerifyGpu, ArchClaimThatContradictsTheEvidenceFails) {
-  // The payload says HOPPER (vllm-proxy hard-codes it); the evidence is a B200.
+TEST(VerifyGpu, ArchClaimThatContradictsTheEvidenceIsReportedNotTrusted) {
+  // The payload says HOPPER (vllm-proxy hard-codes it); the evidence is a B200. The detected arch wins; the wrong
+  // claim is reported by a non-enforced check.
   auto payload = vllm_payload({item(hex_fixture("nvat_gpu_blackwellAttestationReport.txt"),
                                     fixture("nvat_gpu_blackwellCertChain.txt"), "HOPPER")},
                               kNvtrustNonce, "HOPPER");
   auto r = run(payload, kNvtrustNonce);
-  EXPECT_EQ(failed(r), std::vector<std::string>{"gpu.0.arch"});
-  EXPECT_NE(detail(r, "gpu.0.arch").find("payload claims HOPPER"), std::string::npos);
+  EXPECT_EQ(failed(r), std::vector<std::string>{"gpu.0.arch_claim"});
+  EXPECT_FALSE(find(r, "gpu.0.arch_claim")->enforced);
+  EXPECT_NE(detail(r, "gpu.0.arch_claim").find("payload claims HOPPER but the evidence is BLACKWELL"),
+            std::string::npos);
+  EXPECT_EQ(status(r, "gpu.0.arch"), Status::Pass);
   EXPECT_EQ(fact(r, "gpu.0.arch"), "BLACKWELL");
+  EXPECT_TRUE(r.ok());
 }
 
 TEST(VerifyGpu, ReportAndChainOfDifferentArchitecturesFail) {
