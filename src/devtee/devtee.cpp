@@ -15,6 +15,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -28,6 +30,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "crypto/eth.hpp"
 #include "crypto/random.hpp"
@@ -479,8 +482,15 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       http::request_parser<http::string_body> parser;
       parser.body_limit(self->opts.body_limit);
       stream.expires_after(self->opts.idle_timeout);
-      auto [ec, n] = co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
-      (void)n;
+      auto [ec, n] = co_await http::async_read_header(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
+      if (!ec && !parser.is_done()) {
+        // curl sends "Expect: 100-continue" for larger bodies and waits for this before sending them.
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+          std::tie(ec, n) = co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
+        }
+        if (!ec) std::tie(ec, n) = co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
+      }
       http::response<http::string_body> res;
       bool keep_alive = false;
       if (ec == http::error::body_limit) {

@@ -13,8 +13,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -253,6 +256,39 @@ TEST_F(DevTee, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
 
   auto v = run_co(ioc, client->version());  // still alive
   EXPECT_EQ(v.at("simulated"), true);
+}
+
+TEST_F(DevTee, AnswersExpect100ContinueAndKeepsConnectionsAlive) {
+  auto exchange = [](std::string path) -> asio::awaitable<std::pair<std::string, std::string>> {
+    local::socket sock(co_await asio::this_coro::executor);
+    co_await sock.async_connect(local::endpoint(path), asio::use_awaitable);
+    const std::string body = R"({"path":"a","purpose":"b"})";
+    const std::string head =
+        "POST /GetKey HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Expect: 100-continue\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n";
+    co_await asio::async_write(sock, asio::buffer(head), asio::use_awaitable);
+    asio::streambuf interim;
+    const std::size_t n = co_await asio::async_read_until(sock, interim, "\r\n\r\n", asio::use_awaitable);
+    std::string first(asio::buffers_begin(interim.data()), asio::buffers_begin(interim.data()) + n);
+    interim.consume(n);
+    co_await asio::async_write(sock, asio::buffer(body), asio::use_awaitable);
+    beast::flat_buffer buf;
+    buf.commit(asio::buffer_copy(buf.prepare(interim.size()), interim.data()));
+    http::response<http::string_body> res;
+    co_await http::async_read(sock, buf, res, asio::use_awaitable);
+    // The same connection serves a second request (keep-alive).
+    http::request<http::string_body> again{http::verb::get, "/Version", 11};
+    again.set(http::field::host, "localhost");
+    co_await http::async_write(sock, again, asio::use_awaitable);
+    http::response<http::string_body> res2;
+    co_await http::async_read(sock, buf, res2, asio::use_awaitable);
+    co_return std::pair{first, res.body() + "|" + res2.body()};
+  };
+  auto [first, bodies] = run_co(ioc, exchange(server->socket_path()));
+  EXPECT_EQ(first.rfind("HTTP/1.1 100 Continue\r\n", 0), 0u) << first;
+  EXPECT_NE(bodies.find(R"("key":")"), std::string::npos) << bodies;
+  EXPECT_NE(bodies.find("-dev-tee"), std::string::npos) << bodies;
 }
 
 TEST(DevTeeKeys, DeterministicPerStateDirAndValidSecp256k1) {
