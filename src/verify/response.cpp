@@ -81,7 +81,6 @@ void check_response(std::string_view request_bytes, std::string_view response_by
           ok ? "EIP-191 signature recovers " + crypto::eth_checksum_address(*rec)
              : "signature recovers " + crypto::eth_checksum_address(*rec) + ", not the stated signing address " +
                    stated.value_or("(none)"));
-      if (!ok) signer = lower(to_hex(*rec));
     }
   } else {
     auto s = str(sig, "ed25519_signature");
@@ -89,7 +88,7 @@ void check_response(std::string_view request_bytes, std::string_view response_by
     auto pk = str(sig, "ed25519_signing_address");
     if (!pk) pk = str(sig, "signing_address");
     bool ok = s && pk && text && protocol::verify_ed25519(*text, *s, *pk);
-    if (pk) signer = lower(*pk);
+    if (ok) signer = lower(*pk);
     add(rep, "response.signature", t_sig, ok ? Status::Pass : Status::Fail,
         ok ? "Ed25519 signature verifies with " + *pk : "the Ed25519 signature does not verify with the stated key");
   }
@@ -97,6 +96,11 @@ void check_response(std::string_view request_bytes, std::string_view response_by
   // Bound by a verified attestation?
   if (!att) {
     add(rep, "response.key_bound", t_bound, Status::Fail, "no attestation could be fetched and verified");
+    return;
+  }
+  const Check* sig_check = rep.find("response.signature");
+  if (!sig_check || sig_check->status != Status::Pass) {
+    add(rep, "response.key_bound", t_bound, Status::Fail, "the signature did not verify, so no key signed this");
     return;
   }
   std::string attested = lower(att->signing_address);
