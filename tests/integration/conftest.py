@@ -127,8 +127,16 @@ class Proc:
         return self.out_path.read_bytes().decode("utf-8", "replace") + self.err_path.read_bytes().decode(
             "utf-8", "replace")
 
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.logs().splitlines()[-n:])
+    def tail(self, n: int = 25) -> str:
+        """The last lines of the log (long lines cut); for a sanitizer report, its first lines instead."""
+        lines = self.logs().splitlines()
+        for i, line in enumerate(lines):
+            if "ERROR: AddressSanitizer" in line or "runtime error:" in line:
+                lines = lines[max(0, i - 3):]
+                break
+        else:
+            lines = lines[-n:]
+        return "\n".join(line[:240] for line in lines[:n])
 
 
 @dataclass
