@@ -532,6 +532,15 @@ struct ProxyServer::Impl {
   awaitable<bool> forward(Worker& w, beast::tcp_stream& client, beast::flat_buffer& cbuf, Request& req,
                           const RouteInfo& ri, std::string owner, Clock::time_point t0) {
     const bool keep = req.keep_alive();
+    if (!req["X-Client-Pub-Key"].empty() || !req["X-Encryption-Version"].empty()) {
+      // vllm-proxy's end-to-end encryption is not implemented yet. Refuse rather than forward:
+      // a client that believes its prompt is encrypted must not get a plaintext answer.
+      auto pending = make_error(http::status::bad_request,
+                                "End-to-end encryption headers (X-Client-Pub-Key / X-Encryption-Version) are not "
+                                "supported by this server yet; send the request without them",
+                                "invalid_request_error", "e2ee_unsupported", keep, true);
+      co_return co_await send(client, std::move(pending), ri.route, t0);
+    }
     if (ri.signed_exchange) {
       // Malformed JSON is answered here, in the OpenAI envelope, rather than by the engine.
       // (Parsed only to validate; the bytes forwarded are the bytes received.)
