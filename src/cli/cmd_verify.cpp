@@ -36,6 +36,7 @@ struct CommonOpts {
   std::int64_t now = 0;
   bool nras = false, no_nras = false;
   std::string jwks;
+  std::string nras_response;
   std::string policy_path;
   bool json_out = false;
   bool offline = false;
@@ -73,11 +74,13 @@ void add_common(CLI::App* sub, CommonOpts& o) {
   auto* nn = sub->add_flag("--no-nras", o.no_nras, "never submit GPU evidence to NRAS");
   n->excludes(nn);
   sub->add_option("--jwks", o.jwks, "NVIDIA JWKS file for verifying NRAS tokens offline");
+  sub->add_option("--nras-response", o.nras_response, "a recorded NRAS answer to verify instead of submitting");
   sub->add_option("--policy", o.policy_path, "policy JSON pinning TCB statuses, compose/OS hashes, MRTD, RTMR0-2");
   sub->add_flag("--json", o.json_out, "print the result as JSON (docs/verifier.md)");
   sub->add_flag("--offline", o.offline, "never touch the network (checks that need it are skipped and say so)");
   sub->add_option("--token", o.token, "bearer token for the proxy (env TOKEN)")->envname("TOKEN");
-  sub->add_option("--cache-dir", o.cache_dir, "collateral cache folder (default ~/.cache/private-inference/collateral)");
+  sub->add_option("--cache-dir", o.cache_dir,
+                  "collateral cache folder (default ~/.cache/private-inference/collateral)");
   sub->add_option("--timeout", o.timeout_s, "network timeout in seconds")->check(CLI::Range(1, 600));
 }
 
@@ -123,14 +126,15 @@ AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed
   }
   o.gpu.now = o.now;
   o.gpu.jwks_path = c.jwks;
+  o.gpu.nras_response_path = c.nras_response;
   o.gpu.nras = network_allowed && !c.no_nras && (c.nras || !c.url.empty());
   return o;
 }
 
 // Fetches /v1/attestation/report with a fresh nonce. Returns nullopt after adding a failed check.
 std::optional<json::value> fetch_attestation(const CommonOpts& c, const std::string& nonce, Report& rep) {
-  std::string url = fmt::format("{}/v1/attestation/report?nonce={}&signing_algo={}", trim_url(c.url), nonce,
-                                c.signing_algo);
+  std::string url =
+      fmt::format("{}/v1/attestation/report?nonce={}&signing_algo={}", trim_url(c.url), nonce, c.signing_algo);
   const char* title = "the server answered the attestation request";
   try {
     auto res = http_get(url, auth_headers(c), c.timeout_s);
@@ -244,7 +248,8 @@ Runner register_verify(CLI::App& app) {
   auto att = std::make_shared<AttOpts>();
   auto resp = std::make_shared<RespOpts>();
 
-  auto* a = sub->add_subcommand("attestation", "Verify a TDX attestation report (fetched with a fresh nonce, or a file)");
+  auto* a =
+      sub->add_subcommand("attestation", "Verify a TDX attestation report (fetched with a fresh nonce, or a file)");
   a->add_option("--url", att->c.url, "proxy base URL, e.g. http://127.0.0.1:8000");
   a->add_option("--report", att->report_path, "attestation report JSON file (offline)");
   a->add_option("--nonce", att->nonce, "64 hex digits (default: a fresh random nonce with --url)");

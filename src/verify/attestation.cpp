@@ -102,7 +102,8 @@ std::optional<Quote> hardware(const Bytes& quote, const AttestationOptions& opts
                              join(*opts.policy->allowed_tcb_statuses))));
     } else {
       rep.add(mk(Group::Hardware, "tdx.tcb_policy", title, up ? Status::Pass : Status::Fail,
-                 up ? "UpToDate" : "status " + r.tcb_status + " is reported only (no policy pins TCB statuses)", false));
+                 up ? "UpToDate" : "status " + r.tcb_status + " is reported only (no policy pins TCB statuses)",
+                 false));
     }
     if (opts.policy && opts.policy->allowed_advisory_ids) {
       rep.add(mk(Group::Hardware, "tdx.advisories", "every Intel security advisory is allowed by the policy",
@@ -187,7 +188,8 @@ void binding(const json::value& att, const std::optional<Quote>& quote, const At
       if (pkb && pkb->size() == 64) {
         auto a = crypto::eth_address_of(*pkb);
         ok = std::equal(a.begin(), a.end(), addr->begin());
-        detail = ok ? "keccak256(public key) gives the address" : "public key hashes to " + crypto::eth_checksum_address(a);
+        detail =
+            ok ? "keccak256(public key) gives the address" : "public key hashes to " + crypto::eth_checksum_address(a);
       } else {
         detail = "signing_public_key is not a 64-byte secp256k1 key";
       }
@@ -220,8 +222,8 @@ void binding(const json::value& att, const std::optional<Quote>& quote, const At
   if (auto fp = get_str(att, "tls_cert_fingerprint")) {
     auto fpb = from_hex(*fp);
     if (!fpb || fpb->size() != 32) {
-      rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Fail,
-                 "tls_cert_fingerprint is not 32 bytes of hex"));
+      rep.add(
+          mk(Group::Binding, "binding.report_data", t_rd, Status::Fail, "tls_cert_fingerprint is not 32 bytes of hex"));
       return;
     }
     expected = near_report_data(*addr, *fpb, *nonce);
@@ -238,8 +240,8 @@ void binding(const json::value& att, const std::optional<Quote>& quote, const At
     rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Pass, layout));
   } else {
     std::string what = !first_ok && !second_ok ? "neither the signing key nor the nonce match"
-                       : !first_ok            ? "the signing-key half does not match (key not bound)"
-                                              : "the nonce half does not match (replayed or stale quote)";
+                       : !first_ok             ? "the signing-key half does not match (key not bound)"
+                                               : "the nonce half does not match (replayed or stale quote)";
     rep.add(mk(Group::Binding, "binding.report_data", t_rd, Status::Fail,
                fmt::format("{}: expected {} ({}), quote has {}", what, to_hex(expected), layout, to_hex(rd))));
   }
@@ -274,7 +276,8 @@ void code(const json::value& att, const std::optional<Quote>& quote, const Attes
   if (!raw_log || raw_log->is_null()) {
     if (auto* q = get(att, "quote"); q && q->is_object()) raw_log = get(*q, "event_log"), log_src = "quote.event_log";
   }
-  if ((!raw_log || raw_log->is_null()) && !tcb_info.is_null()) raw_log = get(tcb_info, "event_log"), log_src = "info.tcb_info.event_log";
+  if ((!raw_log || raw_log->is_null()) && !tcb_info.is_null())
+    raw_log = get(tcb_info, "event_log"), log_src = "info.tcb_info.event_log";
   std::optional<std::vector<Event>> events;
   if (!raw_log || raw_log->is_null()) {
     rep.add(mk(Group::Code, "code.event_log", t_log, Status::Fail, "the report carries no event log"));
@@ -306,7 +309,8 @@ void code(const json::value& att, const std::optional<Quote>& quote, const Attes
     std::vector<std::string> bad;
     for (int i = 0; i < 4; ++i)
       if (replay->rtmr[i] != quote->td.rtmr[i])
-        bad.push_back(fmt::format("RTMR{}: replay {} != quote {}", i, to_hex(replay->rtmr[i]), to_hex(quote->td.rtmr[i])));
+        bad.push_back(
+            fmt::format("RTMR{}: replay {} != quote {}", i, to_hex(replay->rtmr[i]), to_hex(quote->td.rtmr[i])));
     rep.add(mk(Group::Code, "code.rtmr", t_rtmr, bad.empty() ? Status::Pass : Status::Fail,
                bad.empty() ? "RTMR0, RTMR1, RTMR2, RTMR3 all match" : join(bad)));
   }

@@ -18,8 +18,7 @@ namespace json = boost::json;
 
 std::string fetch_ok(const std::string& url, HttpResponse& res) {
   res = http_get(url);
-  if (res.status != 200)
-    throw std::runtime_error(fmt::format("GET {} answered HTTP {}", url, res.status));
+  if (res.status != 200) throw std::runtime_error(fmt::format("GET {} answered HTTP {}", url, res.status));
   return res.body;
 }
 
@@ -43,8 +42,8 @@ bool still_valid(const Collateral& c, std::int64_t now) {
       auto o = json::parse(*s).as_object();
       std::string next(o.at("nextUpdate").as_string());
       std::tm tm{};
-      if (sscanf(next.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                 &tm.tm_min, &tm.tm_sec) != 6)
+      if (sscanf(next.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                 &tm.tm_sec) != 6)
         return false;
       tm.tm_year -= 1900;
       tm.tm_mon -= 1;
@@ -103,8 +102,7 @@ std::optional<Collateral> fetch_collateral(const Quote& q, const CollateralSourc
   std::string cache_file;
   if (!src.cache_dir.empty()) {
     std::string tag;
-    for (char c : base)
-      tag += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    for (char c : base) tag += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
     cache_file = fmt::format("{}/{}-{}-{}.json", src.cache_dir, pck.fmspc_hex, pck.ca, tag);
     std::ifstream f(cache_file);
     if (f) {

@@ -77,12 +77,12 @@ std::string subject_cn(X509* c) {
 
 // Verifies leaf → (untrusted intermediates) → root at `now`, checking every certificate against
 // the CRLs. Returns an empty string on success, else the reason.
-std::string verify_chain(X509* leaf, const std::vector<X509Ptr>& chain, X509* root,
-                         const std::vector<X509_CRL*>& crls, std::int64_t now) {
+std::string verify_chain(X509* leaf, const std::vector<X509Ptr>& chain, X509* root, const std::vector<X509_CRL*>& crls,
+                         std::int64_t now) {
   std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
   std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
   std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(sk_X509_new_null(),
-                                                                        [](STACK_OF(X509)* s) { sk_X509_free(s); });
+                                                                       [](STACK_OF(X509) * s) { sk_X509_free(s); });
   if (!store || !ctx || !untrusted) return "out of memory";
   X509_STORE_add_cert(store.get(), root);
   for (auto* crl : crls) X509_STORE_add_crl(store.get(), crl);
@@ -243,9 +243,9 @@ std::int64_t parse_rfc3339(std::string_view s) {
   if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%15s", &y, &mo, &d, &h, &mi, &sec, tail) < 6)
     throw std::runtime_error("bad date '" + str + "'");
   std::string t(tail);
-  if (!t.empty() && t[0] == '.') t = t.substr(t.find_first_not_of("0123456789", 1) == std::string::npos
-                                                  ? t.size()
-                                                  : t.find_first_not_of("0123456789", 1));
+  if (!t.empty() && t[0] == '.')
+    t = t.substr(t.find_first_not_of("0123456789", 1) == std::string::npos ? t.size()
+                                                                           : t.find_first_not_of("0123456789", 1));
   if (!(t == "Z" || t == "+00:00" || t.empty())) throw std::runtime_error("date '" + str + "' is not in UTC");
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
@@ -327,7 +327,7 @@ class Steps {
 };
 
 constexpr std::uint8_t kIntelQeVendorId[16] = {0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
-                                                 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
+                                               0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
 
 const char* kTitleFormat = "the quote is a well-formed Intel TDX quote (v4/v5, ECDSA-P256, Intel QE)";
 const char* kTitleTcbInfo = "Intel's TCB info is signed by Intel (chain to the SGX root, CRLs) and valid now";
@@ -354,8 +354,7 @@ void check_signed_json(Steps& st, const std::string& id, const char* title, cons
     if (auto err = verify_chain(chain[0].get(), chain, root, crls, now); !err.empty())
       return st.fail(id, title, what + " signing certificate: " + err);
     PkeyPtr key(X509_get_pubkey(chain[0].get()));
-    if (!ecdsa_verify_raw(key.get(), as_bytes(body), sig))
-      return st.fail(id, title, what + " signature is invalid");
+    if (!ecdsa_verify_raw(key.get(), as_bytes(body), sig)) return st.fail(id, title, what + " signature is invalid");
     if (now < issue) return st.fail(id, title, fmt::format("{} issue date is in the future (issued {})", what, issue));
     if (now > next)
       return st.fail(id, title,
@@ -515,8 +514,9 @@ bool check_format(Steps& st, DcapResult& r, ByteView raw) {
       return false;
     }
     if (q.attestation_key_type != 2) {
-      st.fail("quote_format", kTitleFormat,
-              fmt::format("unsupported attestation key type {} (only 2 = ECDSA-256-with-P-256)", q.attestation_key_type));
+      st.fail(
+          "quote_format", kTitleFormat,
+          fmt::format("unsupported attestation key type {} (only 2 = ECDSA-256-with-P-256)", q.attestation_key_type));
       return false;
     }
     if (!std::equal(std::begin(kIntelQeVendorId), std::end(kIntelQeVendorId), q.qe_vendor_id.begin())) {
@@ -528,9 +528,9 @@ bool check_format(Steps& st, DcapResult& r, ByteView raw) {
               fmt::format("certification data type {} is not 5 (PCK certificate chain)", q.cert_data_type));
       return false;
     }
-    st.pass("quote_format", kTitleFormat,
-            fmt::format("TDX quote v{} ({}), {} bytes", q.version, q.td.td15 ? "TD 1.5 body" : "TD 1.0 body",
-                        raw.size()));
+    st.pass(
+        "quote_format", kTitleFormat,
+        fmt::format("TDX quote v{} ({}), {} bytes", q.version, q.td.td15 ? "TD 1.5 body" : "TD 1.0 body", raw.size()));
     r.quote = std::move(q);
     return true;
   } catch (const QuoteParseError& e) {
@@ -640,10 +640,15 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   DcapResult r;
   Steps st(r);
   if (!check_format(st, r, raw)) {
-    for (auto [id, t] : {std::pair{"collateral_tcb_info", kTitleTcbInfo}, {"collateral_qe_identity", kTitleQeId},
-                         {"pck_chain", kTitlePck}, {"qe_report_signature", kTitleQeSig},
-                         {"qe_report_data", kTitleQeData}, {"qe_identity", kTitleQeIdentity},
-                         {"quote_signature", kTitleQuoteSig}, {"tcb_status", kTitleTcb}, {"td_debug", kTitleDebug}})
+    for (auto [id, t] : {std::pair{"collateral_tcb_info", kTitleTcbInfo},
+                         {"collateral_qe_identity", kTitleQeId},
+                         {"pck_chain", kTitlePck},
+                         {"qe_report_signature", kTitleQeSig},
+                         {"qe_report_data", kTitleQeData},
+                         {"qe_identity", kTitleQeIdentity},
+                         {"quote_signature", kTitleQuoteSig},
+                         {"tcb_status", kTitleTcb},
+                         {"td_debug", kTitleDebug}})
       st.skip(id, t, "not reached: the quote could not be used");
     return r;
   }
@@ -661,7 +666,8 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   // Collateral: TCB info and QE identity, each signed by Intel's TCB signing key.
   std::optional<json::object> tcb_info, qe_identity;
   if (!root_crl || !pck_crl) {
-    std::string why = !root_crl ? "root CA CRL in the collateral does not parse" : "PCK CRL in the collateral does not parse";
+    std::string why =
+        !root_crl ? "root CA CRL in the collateral does not parse" : "PCK CRL in the collateral does not parse";
     st.fail("collateral_tcb_info", kTitleTcbInfo, why);
     st.fail("collateral_qe_identity", kTitleQeId, why);
   } else {
@@ -673,8 +679,8 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   all_ok = all_ok && tcb_info && qe_identity;
 
   // PCK certificate chain (from the quote unless the collateral supplies one).
-  std::string pck_pem = col.pck_certificate_chain ? *col.pck_certificate_chain
-                                                  : std::string(q.cert_data.begin(), q.cert_data.end());
+  std::string pck_pem =
+      col.pck_certificate_chain ? *col.pck_certificate_chain : std::string(q.cert_data.begin(), q.cert_data.end());
   auto pck_chain = load_pem_chain(pck_pem);
   std::optional<PckExtension> pck_ext;
   PkeyPtr pck_key;
@@ -757,9 +763,9 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
       }
       r.tcb_status = merged.status;
       r.advisory_ids = merged.advisories;
-      std::string detail = fmt::format("TCB status {} (platform {}, QE {}), advisories [{}]", merged.status,
-                                       platform.status, qe_status ? qe_status->status : "not evaluated",
-                                       join(merged.advisories));
+      std::string detail =
+          fmt::format("TCB status {} (platform {}, QE {}), advisories [{}]", merged.status, platform.status,
+                      qe_status ? qe_status->status : "not evaluated", join(merged.advisories));
       if (merged.status == "Revoked") {
         st.fail("tcb_status", kTitleTcb, detail + ": the platform's TCB is revoked");
         all_ok = false;

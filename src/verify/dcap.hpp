@@ -27,7 +27,7 @@ struct Collateral {
   Bytes root_ca_crl;  // DER
   Bytes pck_crl;      // DER
   std::string tcb_info_issuer_chain;
-  std::string tcb_info;  // the exact signed JSON text
+  std::string tcb_info;      // the exact signed JSON text
   Bytes tcb_info_signature;  // raw r ‖ s
   std::string qe_identity_issuer_chain;
   std::string qe_identity;
@@ -43,10 +43,10 @@ std::string collateral_to_json(const Collateral& c);
 int tcb_status_severity(std::string_view status);
 
 struct DcapResult {
-  std::vector<Check> checks;  // Hardware group, ids "tdx.*"
-  std::optional<Quote> quote;   // when it parsed
-  bool verified = false;        // every cryptographic step passed (status not yet judged by policy)
-  std::string tcb_status;       // merged platform + QE status, when evaluated
+  std::vector<Check> checks;   // Hardware group, ids "tdx.*"
+  std::optional<Quote> quote;  // when it parsed
+  bool verified = false;       // every cryptographic step passed (status not yet judged by policy)
+  std::string tcb_status;      // merged platform + QE status, when evaluated
   std::vector<std::string> advisory_ids;
   std::string platform_tcb_status, qe_tcb_status;
   std::string fmspc;  // hex, from the PCK certificate

@@ -151,20 +151,46 @@ class PyParser {
       if (i_ >= s_.size()) fail("unterminated escape");
       char e = s_[i_++];
       switch (e) {
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case '0': out += '\0'; break;
-        case '\n': break;  // line continuation
-        case 'x': append_utf8(out, hex_digits(2)); break;
-        case 'u': append_utf8(out, hex_digits(4)); break;
-        case 'U': append_utf8(out, hex_digits(8)); break;
-        default: fail(fmt::format("unknown escape '\\{}'", e));
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case '0':
+          out += '\0';
+          break;
+        case '\n':
+          break;  // line continuation
+        case 'x':
+          append_utf8(out, hex_digits(2));
+          break;
+        case 'u':
+          append_utf8(out, hex_digits(4));
+          break;
+        case 'U':
+          append_utf8(out, hex_digits(8));
+          break;
+        default:
+          fail(fmt::format("unknown escape '\\{}'", e));
       }
     }
     return out;
@@ -174,9 +200,9 @@ class PyParser {
     std::size_t start = i_;
     if (s_[i_] == '-' || s_[i_] == '+') ++i_;
     bool is_float = false;
-    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' || s_[i_] == 'e' ||
-                              s_[i_] == 'E' || s_[i_] == '_' ||
-                              ((s_[i_] == '-' || s_[i_] == '+') && (s_[i_ - 1] == 'e' || s_[i_ - 1] == 'E')))) {
+    while (i_ < s_.size() &&
+           (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' || s_[i_] == 'e' || s_[i_] == 'E' ||
+            s_[i_] == '_' || ((s_[i_] == '-' || s_[i_] == '+') && (s_[i_ - 1] == 'e' || s_[i_ - 1] == 'E')))) {
       if (s_[i_] == '.' || s_[i_] == 'e' || s_[i_] == 'E') is_float = true;
       ++i_;
     }

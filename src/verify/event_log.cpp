@@ -63,7 +63,8 @@ std::vector<Event> parse_event_log(const json::value& log) {
     e.digest = as_hex(o, "digest", i);
     if (!e.digest.empty() && e.digest.size() != 48)
       throw std::runtime_error(fmt::format("event_log[{}].digest is {} bytes, not 48 (SHA-384)", i, e.digest.size()));
-    if (auto it = o.find("event"); it != o.end() && it->value().is_string()) e.event = std::string(it->value().get_string());
+    if (auto it = o.find("event"); it != o.end() && it->value().is_string())
+      e.event = std::string(it->value().get_string());
     e.payload = as_hex(o, "event_payload", i);
     out.push_back(std::move(e));
     ++i;
@@ -86,7 +87,8 @@ Replay replay_event_log(const std::vector<Event>& events) {
       }
     } else {
       if (e.digest.empty()) {
-        r.problems.push_back(fmt::format("event_log[{}] (type 0x{:08x}, imr {}) has no digest", i, e.event_type, e.imr));
+        r.problems.push_back(
+            fmt::format("event_log[{}] (type 0x{:08x}, imr {}) has no digest", i, e.event_type, e.imr));
         continue;
       }
       std::copy(e.digest.begin(), e.digest.end(), d.begin());
@@ -99,8 +101,7 @@ Replay replay_event_log(const std::vector<Event>& events) {
   return r;
 }
 
-std::optional<std::string> runtime_event_payload(const std::vector<Event>& events, std::string_view name,
-                                                 bool hex) {
+std::optional<std::string> runtime_event_payload(const std::vector<Event>& events, std::string_view name, bool hex) {
   std::optional<std::string> out;
   for (const auto& e : events)
     if (e.event_type == kDstackRuntimeEventType && e.event == name)

@@ -35,16 +35,15 @@ std::vector<Event> parse_event_log(const boost::json::value& log);
 struct Replay {
   std::array<crypto::Digest48, 4> rtmr{};
   std::size_t events = 0;
-  std::size_t recomputed = 0;             // runtime events whose digest was recomputed
-  std::size_t stripped = 0;               // of those, how many had an empty digest in the log
-  std::vector<std::string> problems;      // e.g. a runtime event whose logged digest ≠ its content
+  std::size_t recomputed = 0;         // runtime events whose digest was recomputed
+  std::size_t stripped = 0;           // of those, how many had an empty digest in the log
+  std::vector<std::string> problems;  // e.g. a runtime event whose logged digest ≠ its content
 };
 
 Replay replay_event_log(const std::vector<Event>& events);
 
 // The payload of the last runtime event with this name, as text (dstack payloads are UTF-8 or
 // raw hashes; `as_hex` returns the hex form instead).
-std::optional<std::string> runtime_event_payload(const std::vector<Event>& events, std::string_view name,
-                                                 bool as_hex);
+std::optional<std::string> runtime_event_payload(const std::vector<Event>& events, std::string_view name, bool as_hex);
 
 }  // namespace pi::verify

@@ -143,8 +143,8 @@ HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::str
     } catch (const HttpError&) {
       throw;
     } catch (const std::exception& e) {
-      throw HttpError(fmt::format("GET {}://{}:{}{}: {}", u.tls ? "https" : "http", u.host, u.port, u.target,
-                                  e.what()));
+      throw HttpError(
+          fmt::format("GET {}://{}:{}{}: {}", u.tls ? "https" : "http", u.host, u.port, u.target, e.what()));
     }
   }
   return out;

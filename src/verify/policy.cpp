@@ -40,8 +40,16 @@ Policy parse_policy_json(std::string_view text) {
   }
   if (!v.is_object()) throw std::runtime_error("policy must be a JSON object");
   const auto& o = v.get_object();
-  static const char* known[] = {"allowed_tcb_statuses", "allowed_advisory_ids", "compose_hashes", "os_image_hashes",
-                                "mrtd", "rtmr0", "rtmr1", "rtmr2", "allow_debug_td", "comment"};
+  static const char* known[] = {"allowed_tcb_statuses",
+                                "allowed_advisory_ids",
+                                "compose_hashes",
+                                "os_image_hashes",
+                                "mrtd",
+                                "rtmr0",
+                                "rtmr1",
+                                "rtmr2",
+                                "allow_debug_td",
+                                "comment"};
   for (const auto& kv : o) {
     bool ok = false;
     for (auto* k : known) ok = ok || kv.key() == k;

@@ -92,8 +92,11 @@ boost::json::object render_json(const Report& r, std::string_view command) {
   o["complete"] = r.complete();
   o["exit_code"] = exit_code(r);
   Counts n = count(r);
-  o["summary"] = {{"passed", n.passed},   {"failed", n.failed},   {"failed_enforced", n.failed_enforced},
-                  {"skipped", n.skipped}, {"skipped_enforced", n.skipped_enforced}};
+  o["summary"] = {{"passed", n.passed},
+                  {"failed", n.failed},
+                  {"failed_enforced", n.failed_enforced},
+                  {"skipped", n.skipped},
+                  {"skipped_enforced", n.skipped_enforced}};
   boost::json::array checks;
   for (const Check* c : ordered(r)) {
     boost::json::object j;

@@ -14,12 +14,12 @@ enum class Status { Pass, Fail, Skipped };
 
 struct Check {
   Group group;
-  std::string id;       // stable machine name, e.g. "tdx.quote_signature", "gpu.0.spdm_signature"
-  std::string title;    // one human sentence of what was checked
+  std::string id;     // stable machine name, e.g. "tdx.quote_signature", "gpu.0.spdm_signature"
+  std::string title;  // one human sentence of what was checked
   Status status;
-  std::string detail;   // reason / values seen (never secrets)
-  bool enforced = true;   // false: reported only (policy does not require it)
-  bool simulated = false; // the evidence chains to a test root, not a real vendor root
+  std::string detail;      // reason / values seen (never secrets)
+  bool enforced = true;    // false: reported only (policy does not require it)
+  bool simulated = false;  // the evidence chains to a test root, not a real vendor root
 };
 
 struct Report {
@@ -49,19 +49,27 @@ struct Report {
 
 inline const char* to_string(Group g) {
   switch (g) {
-    case Group::Hardware: return "hardware";
-    case Group::Binding: return "binding";
-    case Group::Code: return "code";
-    case Group::Gpu: return "gpu";
-    case Group::Response: return "response";
+    case Group::Hardware:
+      return "hardware";
+    case Group::Binding:
+      return "binding";
+    case Group::Code:
+      return "code";
+    case Group::Gpu:
+      return "gpu";
+    case Group::Response:
+      return "response";
   }
   return "?";
 }
 inline const char* to_string(Status s) {
   switch (s) {
-    case Status::Pass: return "PASS";
-    case Status::Fail: return "FAIL";
-    case Status::Skipped: return "SKIP";
+    case Status::Pass:
+      return "PASS";
+    case Status::Fail:
+      return "FAIL";
+    case Status::Skipped:
+      return "SKIP";
   }
   return "?";
 }

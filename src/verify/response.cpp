@@ -52,10 +52,9 @@ void check_response(std::string_view request_bytes, std::string_view response_by
                                          : "request file hashes to " + req_hash + ", the proxy signed " + *s_req)
             : "the signature record has no request_hash");
   add(rep, "response.response_hash", t_res, s_res && lower(*s_res) == res_hash ? Status::Pass : Status::Fail,
-      s_res ? (lower(*s_res) == res_hash
-                   ? res_hash
-                   : "response file hashes to " + res_hash + ", the proxy signed " + *s_res +
-                         ": these are not the bytes that were signed (tampered or re-serialised)")
+      s_res ? (lower(*s_res) == res_hash ? res_hash
+                                         : "response file hashes to " + res_hash + ", the proxy signed " + *s_res +
+                                               ": these are not the bytes that were signed (tampered or re-serialised)")
             : "the signature record has no response_hash");
   std::string want_text = protocol::signed_text(s_req.value_or(""), s_res.value_or(""));
   add(rep, "response.text", t_text, text && *text == want_text ? Status::Pass : Status::Fail,

@@ -13,8 +13,8 @@ class Reader {
   Reader(ByteView data, std::size_t pos = 0) : data_(data), pos_(pos) {}
   ByteView take(std::size_t n, const char* what) {
     if (n > data_.size() - pos_)
-      throw QuoteParseError(fmt::format("quote truncated: {} needs {} bytes at offset {}, only {} left", what, n,
-                                        pos_, data_.size() - pos_));
+      throw QuoteParseError(fmt::format("quote truncated: {} needs {} bytes at offset {}, only {} left", what, n, pos_,
+                                        data_.size() - pos_));
     ByteView v = data_.subspan(pos_, n);
     pos_ += n;
     return v;
@@ -139,8 +139,7 @@ Quote parse_quote(ByteView raw) {
 
   std::uint32_t sig_len = r.u32("signature data size");
   if (sig_len > r.left())
-    throw QuoteParseError(
-        fmt::format("quote truncated: signature data claims {} bytes, {} left", sig_len, r.left()));
+    throw QuoteParseError(fmt::format("quote truncated: signature data claims {} bytes, {} left", sig_len, r.left()));
   Reader s(r.take(sig_len, "signature data"));
   s.copy(q.quote_signature, "quote signature");
   s.copy(q.attestation_key, "attestation key");

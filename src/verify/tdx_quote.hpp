@@ -60,13 +60,13 @@ struct Quote {
   std::array<std::uint8_t, 20> user_data{};
 
   bool is_tdx() const { return tee_type == kTeeTypeTdx; }
-  TdReport td;              // when is_tdx()
-  EnclaveReport sgx;        // when !is_tdx()
+  TdReport td;                    // when is_tdx()
+  EnclaveReport sgx;              // when !is_tdx()
   std::size_t signed_length = 0;  // header + body: what the attestation key signs
 
   // signature data
-  std::array<std::uint8_t, 64> quote_signature{};   // r ‖ s
-  std::array<std::uint8_t, 64> attestation_key{};   // x ‖ y (P-256)
+  std::array<std::uint8_t, 64> quote_signature{};  // r ‖ s
+  std::array<std::uint8_t, 64> attestation_key{};  // x ‖ y (P-256)
   EnclaveReport qe_report;
   std::array<std::uint8_t, 64> qe_report_signature{};
   Bytes qe_auth_data;

@@ -241,10 +241,14 @@ TEST(VerifyAttestation, PythonLiteralInfo) {
   auto py_str = [](std::string_view s) {
     std::string o = "'";
     for (char c : s) {
-      if (c == '\\') o += "\\\\";
-      else if (c == '\'') o += "\\'";
-      else if (c == '\n') o += "\\n";
-      else o += c;
+      if (c == '\\')
+        o += "\\\\";
+      else if (c == '\'')
+        o += "\\'";
+      else if (c == '\n')
+        o += "\\n";
+      else
+        o += c;
     }
     return o + "'";
   };

@@ -54,8 +54,8 @@ TEST_P(VerifyResponse, GenuineExchangePasses) {
   auto id = protocol::SigningIdentity::random();
   auto algo = GetParam();
   Report r;
-  check_response(kRequest, kResponse, record(id, algo), protocol::to_string(algo),
-                 bound_to(id.signing_address(algo)), r);
+  check_response(kRequest, kResponse, record(id, algo), protocol::to_string(algo), bound_to(id.signing_address(algo)),
+                 r);
   for (const auto& c : r.checks) EXPECT_EQ(c.status, Status::Pass) << c.id << ": " << c.detail;
   EXPECT_EQ(r.checks.size(), 5u);
   EXPECT_TRUE(r.ok());
