@@ -15,7 +15,7 @@ APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev \
   python3-venv nodejs npm clang-format clang-tidy
 
-.PHONY: deps build build-asan venv js-deps test unit-test integration-test demo lint format clean
+.PHONY: deps build build-asan venv js-deps test unit-test integration-test demo bench lint format clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -26,7 +26,7 @@ deps:
 	fi
 
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPI_BUILD_TESTS=OFF
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPI_BUILD_TESTS=OFF
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD) -j $(JOBS) private-inference
@@ -57,12 +57,17 @@ unit-test: build-asan
 	  $(BUILD_ASAN)/unit_tests --gtest_brief=1
 
 integration-test: build-asan venv js-deps
-	PI_BINARY=$(BUILD_ASAN)/private-inference $(PY) -m pytest -q tests/integration
+	PI_REQUIRE_ALL=1 PI_BINARY=$(BUILD_ASAN)/private-inference $(PY) -m pytest -q tests/integration
 
 test: unit-test integration-test
 
 demo: build venv
 	$(PY) scripts/demo.py --binary $(BUILD)/private-inference
+
+# Proxy cost versus direct backend access (issue: benchmarks). Optimised build, all targets.
+bench: build venv
+	ninja -C $(BUILD) -j $(JOBS)
+	$(PY) bench/run.py --build-dir $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')
