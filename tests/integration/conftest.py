@@ -240,9 +240,13 @@ class Backend:
         return [s for s in self.get_json("/slots") if s.get("is_processing")]
 
 
-def start_backend(stack: Stack, name: str = "backend") -> Backend:
+def start_backend(stack: Stack, name: str = "backend", api_key: str | None = None) -> Backend:
     port = free_port()
     argv = [sys.executable, str(REPO / "scripts" / "run_backend.py"), "--port", str(port), "--embeddings"]
+    headers = {}
+    if api_key:
+        argv += ["--api-key", api_key]
+        headers["Authorization"] = f"Bearer {api_key}"
     proc = stack.start(name, "backend", argv)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + BACKEND_READY_TIMEOUT
@@ -250,7 +254,7 @@ def start_backend(stack: Stack, name: str = "backend") -> Backend:
         if not proc.alive():
             pytest.fail(f"backend exited with {proc.popen.returncode}:\n{proc.tail()}")
         try:
-            if httpx.get(url + "/v1/models", timeout=2).status_code == 200 and \
+            if httpx.get(url + "/v1/models", timeout=2, headers=headers).status_code == 200 and \
                     httpx.get(url + "/health", timeout=2).status_code == 200:
                 return Backend(url, proc)
         except httpx.HTTPError:
