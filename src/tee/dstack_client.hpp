@@ -30,7 +30,8 @@ std::optional<DstackEndpoint> parse_dstack_endpoint(const std::string& s);
 
 // Discovery order: `flag_value` (if non-empty), env DSTACK_SIMULATOR_ENDPOINT, /var/run/dstack.sock,
 // /var/run/dstack/dstack.sock. Explicit values (flag/env) are used as given; the default paths only
-// if a socket exists there. nullopt: no TEE agent.
+// if a socket exists there. nullopt: no TEE agent. Throws DstackError when an explicit value cannot be
+// parsed (e.g. https://…), rather than silently running without a TEE.
 std::optional<DstackEndpoint> discover_dstack(const std::string& flag_value);
 
 class DstackError : public std::runtime_error {
@@ -51,6 +52,7 @@ struct KeyResult {
   std::vector<std::string> signature_chain;
 };
 
+// Each call opens its own connection, so one client may be used from several coroutines at once.
 class DstackClient {
  public:
   DstackClient(boost::asio::any_io_executor ex, DstackEndpoint ep,
