@@ -1,0 +1,538 @@
+// GPU evidence collector: see gpu_evidence.hpp.
+#include "tee/gpu_evidence.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "crypto/random.hpp"
+
+namespace pi::tee {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Fixed-bucket histogram (seconds), lock-free.
+class Hist {
+ public:
+  static constexpr std::array<double, 12> kBounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,  0.5,   1,    2.5,   5,    10};
+  void observe(double s) {
+    std::size_t i = 0;
+    while (i < kBounds.size() && s > kBounds[i]) ++i;
+    buckets_[i]++;
+    count_++;
+    sum_us_ += static_cast<std::uint64_t>(std::max(0.0, s) * 1e6);
+  }
+  void render(std::string& out, const char* name, const char* help) const {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " histogram\n";
+    std::uint64_t cum = 0;
+    char buf[64];
+    for (std::size_t i = 0; i < kBounds.size(); ++i) {
+      cum += buckets_[i].load();
+      std::snprintf(buf, sizeof buf, "%g", kBounds[i]);
+      out += std::string(name) + "_bucket{le=\"" + buf + "\"} " + std::to_string(cum) + "\n";
+    }
+    cum += buckets_[kBounds.size()].load();
+    out += std::string(name) + "_bucket{le=\"+Inf\"} " + std::to_string(cum) + "\n";
+    std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(sum_us_.load()) / 1e6);
+    out += std::string(name) + "_sum " + buf + "\n";
+    out += std::string(name) + "_count " + std::to_string(count_.load()) + "\n";
+  }
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_us_{0};
+};
+
+GpuEvidenceResult simple(GpuEvidenceStatus st, std::string error, NvmlErrorKind kind = NvmlErrorKind::None) {
+  GpuEvidenceResult r;
+  r.status = st;
+  r.error = std::move(error);
+  r.error_kind = kind;
+  return r;
+}
+
+}  // namespace
+
+const char* to_string(GpuEvidenceStatus s) {
+  switch (s) {
+    case GpuEvidenceStatus::Ok:
+      return "ok";
+    case GpuEvidenceStatus::Unavailable:
+      return "unavailable";
+    case GpuEvidenceStatus::Error:
+      return "error";
+    case GpuEvidenceStatus::Timeout:
+      return "timeout";
+    case GpuEvidenceStatus::Busy:
+      return "busy";
+  }
+  return "unknown";
+}
+
+std::string base64_encode(ByteView in) {
+  static constexpr char kAlpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    std::uint32_t v = (static_cast<std::uint32_t>(in[i]) << 16) | (static_cast<std::uint32_t>(in[i + 1]) << 8) | in[i + 2];
+    out += kAlpha[(v >> 18) & 63];
+    out += kAlpha[(v >> 12) & 63];
+    out += kAlpha[(v >> 6) & 63];
+    out += kAlpha[v & 63];
+  }
+  if (std::size_t rest = in.size() - i; rest > 0) {
+    std::uint32_t v = static_cast<std::uint32_t>(in[i]) << 16;
+    if (rest == 2) v |= static_cast<std::uint32_t>(in[i + 1]) << 8;
+    out += kAlpha[(v >> 18) & 63];
+    out += kAlpha[(v >> 12) & 63];
+    out += rest == 2 ? kAlpha[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+void GpuEvidenceResult::apply_to(boost::json::object& report) const {
+  if (ok()) {
+    report["nvidia_payload"] = nvidia_payload;
+    report["gpu_evidence"] = gpu_evidence;
+    report["gpu_evidence_error"] = nullptr;
+  } else {
+    report["nvidia_payload"] = nullptr;
+    report["gpu_evidence"] = nullptr;
+    report["gpu_evidence_error"] = error.empty() ? std::string("GPU evidence unavailable") : error;
+  }
+  if (!info.empty()) report["gpu_evidence_info"] = info;
+  if (simulated) {
+    report["gpu_evidence_simulated"] = true;
+    report["gpu_evidence_notice"] =
+        "SIMULATED GPU evidence (the project's simulated NVML, test PKI or replayed recordings): proves nothing";
+  }
+}
+
+GpuEvidenceResult GpuEvidenceCollector::build_result(const NvmlCollection& c, const protocol::Nonce& nonce) {
+  GpuEvidenceResult r;
+  r.nonce_hex = to_hex(nonce);
+  r.simulated = c.simulated;
+  boost::json::object info;
+  info["driver_version"] = c.driver_version;
+  info["cc_environment"] = c.cc.environment;
+  info["dev_tools_mode"] = c.cc.dev_tools_mode;
+  info["ppcie"] = c.cc.ppcie;
+  info["multi_gpu_mode"] = c.cc.settings_known ? boost::json::value(c.cc.multi_gpu_mode) : boost::json::value(nullptr);
+  info["simulated"] = c.simulated;
+  if (!c.ok()) {
+    r.status = GpuEvidenceStatus::Error;
+    r.error_kind = c.error_kind;
+    r.error = c.error;
+    r.info = std::move(info);
+    return r;
+  }
+  boost::json::array gpus;
+  // nvidia_payload: built by hand so that it is byte-for-byte what vllm-proxy's json.dumps produces. Every value is
+  // base64, hex or an upper-case arch name: nothing needs escaping.
+  std::string list;
+  for (const auto& g : c.gpus) {
+    const std::string cert_b64 = base64_encode(as_bytes(g.cert_chain_pem));
+    const std::string ev_b64 = base64_encode(g.report);
+    boost::json::object item;
+    item["arch"] = g.arch;
+    item["certificate"] = cert_b64;
+    item["evidence"] = ev_b64;
+    item["nonce"] = r.nonce_hex;
+    r.gpu_evidence.push_back(std::move(item));
+    if (!list.empty()) list += ", ";
+    list += "{\"certificate\": \"" + cert_b64 + "\", \"evidence\": \"" + ev_b64 + "\", \"arch\": \"" + g.arch + "\"}";
+    gpus.push_back(boost::json::object{{"index", g.index}, {"uuid", g.uuid}, {"name", g.name}, {"arch", g.arch}});
+  }
+  r.arch = c.gpus.empty() ? std::string("UNKNOWN") : c.gpus.front().arch;
+  r.nvidia_payload =
+      "{\"nonce\": \"" + r.nonce_hex + "\", \"evidence_list\": [" + list + "], \"arch\": \"" + r.arch + "\"}";
+  info["gpus"] = std::move(gpus);
+  r.info = std::move(info);
+  r.status = GpuEvidenceStatus::Ok;
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct Waiter {
+  std::atomic<bool> done{false};
+  std::function<void(GpuEvidenceResult)> fn;
+  Clock::time_point start = Clock::now();
+  bool shared = false;
+};
+
+struct Job {
+  protocol::Nonce nonce{};
+  bool for_cache = false;
+  std::vector<std::shared_ptr<Waiter>> waiters;
+};
+
+}  // namespace
+
+struct GpuEvidenceCollector::Impl {
+  NvmlLibrary* lib = nullptr;
+  GpuEvidenceOptions opts;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::shared_ptr<Job>> queue;
+  std::map<protocol::Nonce, std::shared_ptr<Job>> pending;  // queued or running, by nonce
+  std::size_t fresh_inflight = 0;
+  bool stop = false;
+  // no-nonce cache
+  bool cache_wanted = false;
+  std::shared_ptr<Job> cache_job;  // queued or running cache refresh
+  std::shared_ptr<const GpuEvidenceResult> cache;
+  Clock::time_point cache_at{};
+  std::thread worker;
+
+  // metrics
+  std::atomic<std::uint64_t> collections{0}, cache_collections{0}, failures{0}, timeouts{0}, cache_hits{0},
+      rejections{0}, shared{0}, requests{0};
+  std::atomic<std::size_t> max_fresh_inflight{0};
+  std::atomic<std::int64_t> inflight_gauge{0};
+  Hist nvml_seconds, request_seconds;
+
+  void complete(const std::shared_ptr<Waiter>& w, GpuEvidenceResult r) {
+    if (w->done.exchange(true)) return;
+    r.shared = w->shared;
+    request_seconds.observe(std::chrono::duration<double>(Clock::now() - w->start).count());
+    w->fn(std::move(r));
+  }
+
+  void expire(const std::shared_ptr<Waiter>& w) {
+    if (w->done.load()) return;
+    GpuEvidenceResult r = simple(GpuEvidenceStatus::Timeout,
+                                 "GPU evidence was not collected within " + std::to_string(opts.timeout.count()) +
+                                     " ms (NVML busy or hung); no evidence is returned");
+    if (!w->done.exchange(true)) {
+      timeouts++;
+      request_seconds.observe(std::chrono::duration<double>(Clock::now() - w->start).count());
+      w->fn(std::move(r));
+    }
+  }
+
+  bool cache_stale_locked(Clock::time_point now) const {
+    if (!cache) return true;
+    auto ttl = cache->ok() ? opts.cache_ttl : std::min(opts.cache_ttl, opts.error_retry);
+    return now - cache_at >= ttl;
+  }
+
+  void enqueue_cache_job_locked() {
+    if (cache_job) return;
+    auto j = std::make_shared<Job>();
+    j->for_cache = true;
+    crypto::random_fill(j->nonce);
+    cache_job = j;
+    pending[j->nonce] = j;
+    queue.push_back(j);
+    cv.notify_one();
+  }
+
+  // Starts (or joins) a collection. Completes `w` immediately when the pool is full.
+  void start_fresh(const protocol::Nonce& nonce, const std::shared_ptr<Waiter>& w) {
+    requests++;
+    std::unique_lock lk(mu);
+    if (stop) {
+      lk.unlock();
+      complete(w, simple(GpuEvidenceStatus::Error, "GPU evidence collector is shutting down"));
+      return;
+    }
+    if (auto it = pending.find(nonce); it != pending.end()) {
+      w->shared = true;
+      shared++;
+      it->second->waiters.push_back(w);
+      return;
+    }
+    if (fresh_inflight >= opts.max_fresh) {
+      lk.unlock();
+      rejections++;
+      auto r = simple(GpuEvidenceStatus::Busy, "too many GPU attestations in flight (pool of " +
+                                                   std::to_string(opts.max_fresh) + "); retry shortly");
+      r.retry_after_s = opts.retry_after_s;
+      complete(w, std::move(r));
+      return;
+    }
+    auto j = std::make_shared<Job>();
+    j->nonce = nonce;
+    j->waiters.push_back(w);
+    pending[nonce] = j;
+    queue.push_back(j);
+    fresh_inflight++;
+    inflight_gauge++;
+    std::size_t prev = max_fresh_inflight.load();
+    while (fresh_inflight > prev && !max_fresh_inflight.compare_exchange_weak(prev, fresh_inflight)) {
+    }
+    cv.notify_one();
+  }
+
+  void start_cached(const std::shared_ptr<Waiter>& w) {
+    requests++;
+    std::unique_lock lk(mu);
+    if (stop) {
+      lk.unlock();
+      complete(w, simple(GpuEvidenceStatus::Error, "GPU evidence collector is shutting down"));
+      return;
+    }
+    cache_wanted = true;
+    const auto now = Clock::now();
+    const bool stale = cache_stale_locked(now);
+    if (cache && (cache->ok() || !stale)) {
+      // Fresh, or stale but good evidence (served while a background refresh runs).
+      GpuEvidenceResult r = *cache;
+      r.cached = true;
+      r.age_s = std::chrono::duration<double>(now - cache_at).count();
+      if (stale) enqueue_cache_job_locked();
+      lk.unlock();
+      cache_hits++;
+      complete(w, std::move(r));
+      return;
+    }
+    // Nothing usable yet: join the (possibly new) cache refresh.
+    enqueue_cache_job_locked();
+    if (cache_job->waiters.size() > 0) {
+      w->shared = true;
+      shared++;
+    }
+    cache_job->waiters.push_back(w);
+  }
+
+  void run() {
+    std::unique_lock lk(mu);
+    for (;;) {
+      if (stop) break;
+      if (queue.empty()) {
+        if (cache_wanted && !cache_job) {
+          auto now = Clock::now();
+          if (cache_stale_locked(now)) {
+            enqueue_cache_job_locked();
+            continue;
+          }
+          auto ttl = cache->ok() ? opts.cache_ttl : std::min(opts.cache_ttl, opts.error_retry);
+          cv.wait_until(lk, cache_at + ttl);
+        } else {
+          cv.wait(lk);
+        }
+        continue;
+      }
+      auto job = queue.front();
+      queue.pop_front();
+      lk.unlock();
+
+      auto t0 = Clock::now();
+      NvmlCollection c;
+      try {
+        c = lib->collect(job->nonce);
+      } catch (const std::exception& e) {  // allocation failure and the like: never let the thread die
+        c.error_kind = NvmlErrorKind::DeviceError;
+        c.error = std::string("GPU evidence collection failed: ") + e.what();
+      }
+      nvml_seconds.observe(std::chrono::duration<double>(Clock::now() - t0).count());
+      collections++;
+      if (job->for_cache) cache_collections++;
+      if (!c.ok()) {
+        failures++;
+        spdlog::warn("GPU evidence collection failed: {}", c.error);
+      }
+      GpuEvidenceResult r = GpuEvidenceCollector::build_result(c, job->nonce);
+
+      lk.lock();
+      pending.erase(job->nonce);
+      if (job->for_cache) {
+        cache = std::make_shared<const GpuEvidenceResult>(r);
+        cache_at = Clock::now();
+        cache_job.reset();
+      } else {
+        fresh_inflight--;
+        inflight_gauge--;
+      }
+      auto waiters = std::move(job->waiters);
+      lk.unlock();
+      for (auto& w : waiters) {
+        GpuEvidenceResult copy = r;
+        if (job->for_cache) copy.cached = true;
+        complete(w, std::move(copy));
+      }
+      lk.lock();
+    }
+    // Shutting down: fail what is still queued.
+    std::vector<std::shared_ptr<Waiter>> left;
+    for (auto& j : queue)
+      for (auto& w : j->waiters) left.push_back(w);
+    queue.clear();
+    pending.clear();
+    lk.unlock();
+    for (auto& w : left) complete(w, simple(GpuEvidenceStatus::Error, "GPU evidence collector is shutting down"));
+  }
+};
+
+GpuEvidenceCollector::GpuEvidenceCollector(GpuEvidenceOptions opts) : opts_(std::move(opts)) {
+  if (opts_.max_fresh == 0) opts_.max_fresh = 1;
+  impl_ = std::make_unique<Impl>();
+  impl_->opts = opts_;
+  const std::string path = opts_.library_path.empty() ? NvmlLibrary::kDefaultPath : opts_.library_path;
+  try {
+    lib_ = NvmlLibrary::open(path);
+  } catch (const NvmlError& e) {
+    load_error_ = std::string("GPU evidence unavailable: ") + e.what();
+    spdlog::warn("{}", load_error_);
+    return;
+  }
+  impl_->lib = lib_.get();
+  spdlog::info("NVML loaded from {}{}", lib_->path(), lib_->simulated() ? " (SIMULATED NVML)" : "");
+  impl_->worker = std::thread([this] { impl_->run(); });
+}
+
+GpuEvidenceCollector::~GpuEvidenceCollector() {
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->stop = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->worker.joinable()) impl_->worker.join();
+  impl_.reset();  // before lib_: the thread is gone
+}
+
+bool GpuEvidenceCollector::simulated() const { return lib_ && lib_->simulated(); }
+
+namespace {
+
+GpuEvidenceResult unavailable(const std::string& load_error) {
+  return simple(GpuEvidenceStatus::Unavailable, load_error, NvmlErrorKind::LibraryMissing);
+}
+
+}  // namespace
+
+GpuEvidenceResult GpuEvidenceCollector::collect_blocking(const protocol::Nonce& nonce) {
+  if (!lib_) return unavailable(load_error_);
+  auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
+  auto fut = prom->get_future();
+  auto w = std::make_shared<Waiter>();
+  w->fn = [prom](GpuEvidenceResult r) { prom->set_value(std::move(r)); };
+  impl_->start_fresh(nonce, w);
+  if (fut.wait_for(opts_.timeout) != std::future_status::ready) impl_->expire(w);
+  return fut.get();
+}
+
+GpuEvidenceResult GpuEvidenceCollector::collect_cached_blocking() {
+  if (!lib_) return unavailable(load_error_);
+  auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
+  auto fut = prom->get_future();
+  auto w = std::make_shared<Waiter>();
+  w->fn = [prom](GpuEvidenceResult r) { prom->set_value(std::move(r)); };
+  impl_->start_cached(w);
+  if (fut.wait_for(opts_.timeout) != std::future_status::ready) impl_->expire(w);
+  return fut.get();
+}
+
+namespace {
+
+// Runs `start(waiter)` and completes the awaiting coroutine on its own executor, with a timer for the timeout.
+template <typename Start>
+boost::asio::awaitable<GpuEvidenceResult> await_waiter(GpuEvidenceCollector::Impl* impl,
+                                                       std::chrono::milliseconds timeout, Start start) {
+  auto ex = co_await boost::asio::this_coro::executor;
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>, void(GpuEvidenceResult)>(
+      [impl, ex, timeout, start](auto handler) {
+        using H = decltype(handler);
+        auto h = std::make_shared<H>(std::move(handler));
+        auto timer = std::make_shared<boost::asio::steady_timer>(ex, timeout);
+        auto w = std::make_shared<Waiter>();
+        w->fn = [h, ex, timer](GpuEvidenceResult r) {
+          boost::asio::post(ex, [h, timer, r = std::move(r)]() mutable {
+            timer->cancel();
+            std::move (*h)(std::move(r));
+          });
+        };
+        timer->async_wait([impl, w](const boost::system::error_code& ec) {
+          if (!ec) impl->expire(w);
+        });
+        start(w);
+      },
+      boost::asio::use_awaitable);
+}
+
+}  // namespace
+
+boost::asio::awaitable<GpuEvidenceResult> GpuEvidenceCollector::collect(const protocol::Nonce& nonce) {
+  if (!lib_) co_return unavailable(load_error_);
+  protocol::Nonce n = nonce;
+  Impl* impl = impl_.get();
+  co_return co_await await_waiter(impl, opts_.timeout,
+                                  [impl, n](const std::shared_ptr<Waiter>& w) { impl->start_fresh(n, w); });
+}
+
+boost::asio::awaitable<GpuEvidenceResult> GpuEvidenceCollector::collect_cached() {
+  if (!lib_) co_return unavailable(load_error_);
+  Impl* impl = impl_.get();
+  co_return co_await await_waiter(impl, opts_.timeout,
+                                  [impl](const std::shared_ptr<Waiter>& w) { impl->start_cached(w); });
+}
+
+GpuEvidenceStats GpuEvidenceCollector::stats() const {
+  GpuEvidenceStats s;
+  s.collections = impl_->collections;
+  s.cache_collections = impl_->cache_collections;
+  s.failures = impl_->failures;
+  s.timeouts = impl_->timeouts;
+  s.cache_hits = impl_->cache_hits;
+  s.rejections = impl_->rejections;
+  s.shared = impl_->shared;
+  s.requests = impl_->requests;
+  s.max_fresh_inflight = impl_->max_fresh_inflight;
+  return s;
+}
+
+void GpuEvidenceCollector::render_metrics(std::string& out) const {
+  auto counter = [&out](const char* name, const char* help, std::uint64_t v, const char* labels = "") {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + labels + " " +
+           std::to_string(v) + "\n";
+  };
+  auto gauge = [&out](const char* name, const char* help, std::int64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " +
+           std::to_string(v) + "\n";
+  };
+  const Impl& m = *impl_;
+  gauge("pi_gpu_evidence_available", "1 when an NVML library is loaded", lib_ ? 1 : 0);
+  gauge("pi_gpu_evidence_simulated", "1 when the loaded NVML is the project's simulated library", simulated() ? 1 : 0);
+  out +=
+      "# HELP pi_gpu_evidence_collections_total NVML evidence collections run\n"
+      "# TYPE pi_gpu_evidence_collections_total counter\n";
+  out += "pi_gpu_evidence_collections_total{purpose=\"fresh\"} " +
+         std::to_string(m.collections.load() - m.cache_collections.load()) + "\n";
+  out += "pi_gpu_evidence_collections_total{purpose=\"cache\"} " + std::to_string(m.cache_collections.load()) + "\n";
+  counter("pi_gpu_evidence_failures_total", "NVML collections that ended in an error", m.failures);
+  counter("pi_gpu_evidence_timeouts_total", "requests answered without evidence because of the timeout", m.timeouts);
+  counter("pi_gpu_evidence_cache_hits_total", "no-nonce requests served from the cache", m.cache_hits);
+  counter("pi_gpu_evidence_rejections_total", "fresh-nonce requests rejected because the pool was full (429)",
+          m.rejections);
+  counter("pi_gpu_evidence_shared_total", "requests that joined a collection already running for the same nonce",
+          m.shared);
+  gauge("pi_gpu_evidence_inflight", "fresh-nonce collections queued or running", m.inflight_gauge);
+  m.nvml_seconds.render(out, "pi_gpu_evidence_collection_seconds", "time spent in NVML per collection");
+  m.request_seconds.render(out, "pi_gpu_evidence_request_seconds", "time from request to evidence (or error)");
+}
+
+}  // namespace pi::tee
