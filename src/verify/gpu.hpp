@@ -19,13 +19,13 @@
 namespace pi::verify {
 
 struct GpuOptions {
-  std::optional<std::int64_t> now;  // unix seconds; default: current time
-  std::vector<std::string>
-      extra_root_pems;             // additional trusted roots (simulated test roots; such checks are marked simulated)
-  bool nras = false;               // submit to NRAS (network)
-  std::string nras_url;            // default NVIDIA's NRAS v4 GPU endpoint
-  std::string jwks_path;           // offline JWKS file for NRAS token verification
-  std::string nras_response_path;  // offline: a recorded NRAS answer to verify instead of submitting
+  std::optional<std::int64_t> now;           // unix seconds; default: current time
+  std::vector<std::string> extra_root_pems;  // additional trusted roots (test roots): such checks are marked simulated
+  bool nras = false;                         // submit to NRAS (network)
+  std::string nras_url;                      // default NVIDIA's NRAS v4 GPU endpoint
+  std::string jwks_path;                     // offline JWKS file for NRAS token verification
+  std::string nras_response_path;            // offline: a recorded NRAS answer to verify instead of submitting
+  std::string nras_tls_ca_pem;               // extra CA trusted for NRAS/JWKS TLS (tests, private mirrors)
 };
 
 // Default NRAS v4 GPU attestation endpoint.

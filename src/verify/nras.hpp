@@ -87,7 +87,9 @@ struct HttpResult {
   std::string body;
   std::string error;  // transport error when !ok
 };
-HttpResult https_request(std::string_view method, std::string_view url, std::string_view body, int timeout_s = 30);
+// `extra_ca_pem`: additional CA(s) trusted for this connection besides the system store (tests, private mirrors).
+HttpResult https_request(std::string_view method, std::string_view url, std::string_view body, int timeout_s = 30,
+                         std::string_view extra_ca_pem = {});
 
 // The NRAS v4 request body for a list of evidence items ({"evidence","certificate"} as base64).
 boost::json::value build_request(std::string_view nonce_hex, std::string_view arch,

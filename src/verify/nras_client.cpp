@@ -41,10 +41,12 @@ std::optional<Url> parse_https_url(std::string_view url) {
   return u;
 }
 
-asio::awaitable<void> exchange(Url u, http::verb verb, std::string body, int timeout_s, HttpResult& out) {
+asio::awaitable<void> exchange(Url u, http::verb verb, std::string body, int timeout_s, std::string extra_ca,
+                               HttpResult& out) {
   auto ex = co_await asio::this_coro::executor;
   ssl::context ctx(ssl::context::tls_client);
   ctx.set_default_verify_paths();
+  if (!extra_ca.empty()) ctx.add_certificate_authority(asio::buffer(extra_ca));
   ctx.set_verify_mode(ssl::verify_peer);
   beast::ssl_stream<beast::tcp_stream> stream(ex, ctx);
   if (!SSL_set_tlsext_host_name(stream.native_handle(), u.host.c_str())) {
@@ -81,7 +83,8 @@ asio::awaitable<void> exchange(Url u, http::verb verb, std::string body, int tim
 
 }  // namespace
 
-HttpResult https_request(std::string_view method, std::string_view url, std::string_view body, int timeout_s) {
+HttpResult https_request(std::string_view method, std::string_view url, std::string_view body, int timeout_s,
+                         std::string_view extra_ca_pem) {
   HttpResult out;
   auto u = parse_https_url(url);
   if (!u) {
@@ -91,15 +94,16 @@ HttpResult https_request(std::string_view method, std::string_view url, std::str
   http::verb verb = method == "POST" ? http::verb::post : http::verb::get;
   try {
     asio::io_context ioc;
-    asio::co_spawn(ioc, exchange(*u, verb, std::string(body), timeout_s, out), [&](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        out.ok = false;
-        out.error = ex.what();
-      }
-    });
+    asio::co_spawn(ioc, exchange(*u, verb, std::string(body), timeout_s, std::string(extra_ca_pem), out),
+                   [&](std::exception_ptr e) {
+                     if (!e) return;
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       out.ok = false;
+                       out.error = ex.what();
+                     }
+                   });
     ioc.run_for(std::chrono::seconds(timeout_s + 5));
     if (!ioc.stopped() && !out.ok && out.error.empty()) out.error = "timed out";
   } catch (const std::exception& e) {
