@@ -29,7 +29,6 @@ std::string read_file(const std::string& name) {
 }
 
 constexpr std::int64_t kNow = 1756900000;
-const std::string kNonce01(64, '0');  // replaced below
 std::string nonce01() {
   std::string s;
   for (int i = 0; i < 32; ++i) s += "01";
@@ -311,6 +310,25 @@ TEST(VerifyAttestation, OfflineWithoutCollateralIsIncompleteNotVerified) {
   EXPECT_EQ(status_of(out.report, "tdx.quote_signature"), Status::Pass);
   EXPECT_EQ(status_of(out.report, "tdx.pck_chain"), Status::Skipped);
   EXPECT_NE(detail_of(out.report, "tdx.pck_chain").find("offline"), std::string::npos);
+}
+
+TEST(VerifyAttestation, GpuPayloadIsHandedToTheGpuChecks) {
+  // A JSON-string nvidia_payload reaches check_gpu_evidence (docs/verifier-gpu.md); evidence that
+  // does not decode must fail there, enforced, instead of being skipped.
+  auto rep = sample_report("ed25519", nonce01());
+  rep["nvidia_payload"] =
+      R"({"nonce":")" + nonce01() +
+      R"(","arch":"HOPPER","evidence_list":[{"certificate":"bm90IGEgY2VydA==","evidence":"AAAA","arch":"HOPPER"}]})";
+  auto opts = offline_opts();
+  opts.expected_signing_algo = "ed25519";
+  auto out = verify_attestation(rep, opts);
+  EXPECT_EQ(fact(out.report, "encoding.nvidia_payload"), "json-string");
+  bool gpu_fail = false;
+  for (const auto& c : out.report.checks)
+    if (c.group == Group::Gpu && c.status == Status::Fail && c.enforced) gpu_fail = true;
+  EXPECT_TRUE(gpu_fail) << render_text(out.report, "attestation");
+  EXPECT_EQ(out.report.find("gpu.evidence"), nullptr);
+  EXPECT_FALSE(out.report.ok());
 }
 
 TEST(VerifyAttestation, GarbageNeverCrashes) {
