@@ -123,7 +123,9 @@ std::unique_ptr<NvmlLibrary> NvmlLibrary::open(const std::string& path) {
   std::unique_ptr<NvmlLibrary> lib(new NvmlLibrary());
   lib->path_ = path.empty() ? kDefaultPath : path;
   dlerror();
-  lib->handle_ = dlopen(lib->path_.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: NVIDIA's library is not meant to be unloaded and reloaded within a process (nor is the simulated
+  // one, whose state must outlive a collector); dlclose then only drops our reference.
+  lib->handle_ = dlopen(lib->path_.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!lib->handle_) {
     const char* e = dlerror();
     throw NvmlError(NvmlErrorKind::LibraryMissing,
