@@ -94,6 +94,7 @@ struct Item {
   std::optional<std::string> claimed_arch;
   std::optional<std::string> item_nonce;
   std::string evidence_b64, certificate_b64;  // as received (NUL-stripped), for NRAS submission
+  std::size_t index = 0;                      // position in the evidence list (NRAS names it GPU-<index>)
 };
 
 Item decode_item(const boost::json::value& v) {
@@ -215,6 +216,52 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// NRAS names the GPUs GPU-0.. in submission order: its per-GPU driver/VBIOS versions must be those of the
+// evidence we verified locally (a signed answer about other evidence with the same nonce must not pass).
+void check_answer_matches_evidence(Ctx& cx, const nras::Answer& answer, const std::vector<Item>& items) {
+  for (const auto& [name, token] : answer.detached) {
+    const std::string id = "gpu.nras." + name + ".evidence_match";
+    const std::string title = "NRAS " + name + " claims match the locally verified evidence (driver, VBIOS)";
+    const Item* item = nullptr;
+    if (name.rfind("GPU-", 0) == 0) {
+      try {
+        std::size_t k = std::stoul(name.substr(4));
+        for (const auto& it : items)
+          if (it.index == k) item = &it;
+      } catch (const std::exception&) {
+      }
+    }
+    if (!item) {
+      cx.add(id, title, Status::Fail, "no locally decoded evidence item corresponds to " + name);
+      continue;
+    }
+    std::vector<std::string> problems, seen;
+    auto compare = [&](const char* claim, std::optional<std::string> local, const char* what) {
+      auto c = token.claims.find(claim);
+      if (c == token.claims.end() || !c->value().is_string()) return;
+      std::string nras_v(c->value().as_string());
+      if (!local || lower(*local) != lower(nras_v)) {
+        problems.push_back(std::string(what) + " NRAS " + nras_v + " vs evidence " + local.value_or("(none)"));
+      } else {
+        seen.push_back(std::string(what) + " " + nras_v);
+      }
+    };
+    compare("x-nvidia-gpu-driver-version", driver_version(item->report), "driver");
+    compare("x-nvidia-gpu-vbios-version", vbios_version(item->report), "VBIOS");
+    if (!problems.empty()) {
+      std::string d;
+      for (const auto& p : problems) d += (d.empty() ? "" : "; ") + p;
+      cx.add(id, title, Status::Fail, d);
+    } else if (seen.empty()) {
+      cx.add(id, title, Status::Skipped, "the token carries no driver/VBIOS version claims", false, false);
+    } else {
+      std::string d;
+      for (const auto& p : seen) d += (d.empty() ? "" : ", ") + p;
+      cx.add(id, title, Status::Pass, d + " (evidence item " + std::to_string(item->index) + ")");
+    }
+  }
+}
+
 void run_nras(Ctx& cx, const std::vector<Item>& items, const std::string& arch, std::string_view expected_nonce,
               const GpuOptions& opts, std::int64_t now) {
   boost::json::value answer_json;
@@ -293,6 +340,7 @@ void run_nras(Ctx& cx, const std::vector<Item>& items, const std::string& arch, 
     }
   }
   nras::check_answer(answer, jwks ? &*jwks : nullptr, origin, expected_nonce, now, cx.report);
+  check_answer_matches_evidence(cx, answer, items);
 }
 
 }  // namespace
@@ -345,6 +393,7 @@ void check_gpu_evidence(const boost::json::value& nvidia_payload, std::string_vi
       for (const auto& [k, v] : report.facts)
         if (k == p + "arch" && v != "UNKNOWN") arch = v;
     }
+    it.index = n;
     items.push_back(std::move(it));
   }
 

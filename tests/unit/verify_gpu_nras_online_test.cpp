@@ -270,7 +270,8 @@ std::pair<int, std::string> simulated_nras(const Signer& s, const Request& r) {
     return {400, R"({"error":"missing nonce/arch/evidence_list"})"};
   }
   std::string nonce(o.at("nonce").as_string());
-  auto detached_claims = json_fixture("nvtrust_claims_detached_claims_remote.json");
+  // The real NRAS per-GPU claims recorded for this very evidence (nvtrust sample): driver 550.90.07 etc.
+  auto detached_claims = json_fixture("nvat_hopperClaimsv3_decoded.json")["GPU-0"].as_object();
   detached_claims["eat_nonce"] = nonce;
   std::string detached = s.sign(detached_claims);
   auto overall = json_fixture("nvtrust_claims_overall_claims_remote.json");

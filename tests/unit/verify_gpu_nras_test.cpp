@@ -299,7 +299,8 @@ boost::json::value nvtrust_payload() {
 TEST(VerifyGpuNras, EndToEndWithRecordedAnswerAndJwksFiles) {
   TempDir dir;
   Signer s("test-nras-key");
-  std::string detached = s.sign(json_fixture("nvtrust_claims_detached_claims_remote.json"));
+  // NRAS's real per-GPU claims for the nvtrust sample evidence, re-signed with the test key.
+  std::string detached = s.sign(json_fixture("nvat_hopperClaimsv3_decoded.json")["GPU-0"].as_object());
   GpuOptions opts;
   opts.now = kNow;
   opts.jwks_path = dir.write("jwks.json", s.jwks());
@@ -310,6 +311,11 @@ TEST(VerifyGpuNras, EndToEndWithRecordedAnswerAndJwksFiles) {
   EXPECT_EQ(find(r, "gpu.nras")->status, Status::Pass);
   EXPECT_EQ(find(r, "gpu.nras.signature")->status, Status::Pass);
   EXPECT_EQ(find(r, "gpu.0.spdm_signature")->status, Status::Pass);
+  ASSERT_NE(find(r, "gpu.nras.GPU-0.evidence_match"), nullptr);
+  EXPECT_EQ(find(r, "gpu.nras.GPU-0.evidence_match")->status, Status::Pass);
+  EXPECT_NE(find(r, "gpu.nras.GPU-0.evidence_match")->detail.find("driver 550.90.07, VBIOS 96.00.9F.00.01"),
+            std::string::npos)
+      << find(r, "gpu.nras.GPU-0.evidence_match")->detail;
   EXPECT_TRUE(r.ok());
 
   // The real recorded NRAS answer for the same evidence: everything but the signatures verifies.
@@ -317,6 +323,23 @@ TEST(VerifyGpuNras, EndToEndWithRecordedAnswerAndJwksFiles) {
   Report r2;
   check_gpu_evidence(nvtrust_payload(), kNonce, opts, r2);
   EXPECT_EQ(failed(r2), (std::vector<std::string>{"gpu.nras.signature", "gpu.nras.GPU-0.signature"}));
+}
+
+TEST(VerifyGpuNras, AnswerAboutOtherEvidenceFailsTheEvidenceMatch) {
+  // A validly signed, right-nonce answer whose claims describe another GPU (driver 570.00, not 550.90.07).
+  TempDir dir;
+  Signer s("test-nras-key");
+  std::string detached = s.sign(json_fixture("nvtrust_claims_detached_claims_remote.json"));
+  GpuOptions opts;
+  opts.now = kNow;
+  opts.jwks_path = dir.write("jwks.json", s.jwks());
+  opts.nras_response_path = dir.write("answer.json", boost::json::serialize(make_answer(s, detached)));
+  Report r;
+  check_gpu_evidence(nvtrust_payload(), kNonce, opts, r);
+  EXPECT_EQ(failed(r), std::vector<std::string>{"gpu.nras.GPU-0.evidence_match"});
+  EXPECT_NE(find(r, "gpu.nras.GPU-0.evidence_match")->detail.find("driver NRAS 570.00 vs evidence 550.90.07"),
+            std::string::npos)
+      << find(r, "gpu.nras.GPU-0.evidence_match")->detail;
 }
 
 TEST(VerifyGpuNras, UnreachableNrasIsReportedAsSkippedForLackOfNetwork) {
