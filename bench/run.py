@@ -1,0 +1,469 @@
+#!/usr/bin/env python3
+"""`make bench`: what the proxy costs, measured against the backend it protects (issue 6).
+
+For every cell (a workload at one concurrency) it runs the load generator against the synthetic
+backend directly and through the proxy, interleaved (direct, proxied, then proxied, direct when
+--rounds 2, ...), each with a fresh backend and proxy so every figure (RSS included) belongs to
+its cell. It prints the proxied/direct ratio of every figure, the proxy's CPU per 1000 tokens and
+its peak RSS, checks the issue's targets, runs the micro-benchmarks, and writes all of it as JSON
+(bench/results/latest.json).
+
+Python 3.11 standard library only. Loopback only. See docs/performance.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+
+# The cells. itl_ms is the synthetic engine's inter-token delay; it grows with concurrency so the
+# aggregate token rate stays within what 2 shared cores can drive for generator + engine + proxy
+# (~10-20k tokens/s): the benchmark measures the proxy's overhead, not the machine's ceiling.
+# At 4096 streams a 256-token answer would take ~100 s at that rate, longer than a cell, so that
+# cell streams 16-token answers (said in the output).
+CELLS = [
+    dict(name="chat non-stream small", mode="chat", c=64, tokens=16, ttft_ms=20, itl_ms=0,
+         note="16-token JSON answers after 20 ms"),
+    dict(name="stream 256 tok c=1", mode="chat-stream", c=1, tokens=256, ttft_ms=20, itl_ms=10),
+    dict(name="stream 256 tok c=64", mode="chat-stream", c=64, tokens=256, ttft_ms=20, itl_ms=10),
+    dict(name="stream 256 tok c=512", mode="chat-stream", c=512, tokens=256, ttft_ms=20, itl_ms=50),
+    dict(name="stream 16 tok c=4096", mode="chat-stream", c=4096, tokens=16, ttft_ms=20, itl_ms=200,
+         note="16 tokens, not 256: 256 x 200 ms would outlast the cell"),
+    dict(name="attestation (dev TEE)", mode="attestation", c=8, tokens=0, ttft_ms=0, itl_ms=0,
+         note="direct = backend GET /v1/models (a plain HTTP round trip)"),
+    dict(name="signature fetch", mode="signature", c=64, tokens=0, ttft_ms=0, itl_ms=0,
+         note="direct = backend GET /v1/models (a plain HTTP round trip)"),
+]
+QUICK = {"chat non-stream small", "stream 256 tok c=64", "stream 256 tok c=512", "attestation (dev TEE)",
+         "signature fetch"}
+
+LATENCIES = [("ttfb_ms", "TTFB"), ("ttft_ms", "TTFT"), ("itl_ms", "inter-token"), ("total_ms", "total")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                r.read()
+                return
+        except Exception as e:  # noqa: BLE001 - still starting
+            last = e
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up: {last}")
+
+
+def wait_path(p: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.exists():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{p} did not appear")
+
+
+class Pinning:
+    """CPU sets for generator, engine and proxy. With 2 CPUs: generator+engine share one, the proxy
+    gets the other (so direct and proxied runs give the generator and engine the same CPU)."""
+
+    def __init__(self, enabled: bool):
+        cpus = sorted(os.sched_getaffinity(0))
+        self.enabled = enabled and len(cpus) >= 2
+        if not self.enabled:
+            self.gen = self.backend = self.proxy = set(cpus)
+        elif len(cpus) == 2:
+            self.gen, self.backend, self.proxy = {cpus[0]}, {cpus[0]}, {cpus[1]}
+        else:
+            self.gen, self.backend, self.proxy = {cpus[0]}, {cpus[1]}, {cpus[2]}
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "not pinned (fewer than 2 CPUs, or --no-pin)"
+        return (f"pinned: load generator CPU {sorted(self.gen)}, engine CPU {sorted(self.backend)}, "
+                f"proxy CPU {sorted(self.proxy)} (proxy --threads 1)")
+
+    def preexec(self, cpus: set[int]):
+        if not self.enabled:
+            return None
+        return lambda: os.sched_setaffinity(0, cpus)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.build = Path(args.build_dir).resolve()
+        self.pi = self.build / "private-inference"
+        self.backend_bin = self.build / "pi-bench-backend"
+        self.loadgen = self.build / "pi-loadgen"
+        self.micro = self.build / "micro_bench"
+        for b in (self.pi, self.backend_bin, self.loadgen):
+            if not b.exists():
+                sys.exit(f"missing {b}: build it first (cmake -DCMAKE_BUILD_TYPE=Release; ninja private-inference "
+                         "pi-bench-backend pi-loadgen micro_bench)")
+        self.pin = Pinning(not args.no_pin)
+        self.tmp = Path(tempfile.mkdtemp(prefix="pi-bench-"))
+        self.procs: list[subprocess.Popen] = []
+        self.devtee: subprocess.Popen | None = None
+        self.dstack_sock = self.tmp / "dstack.sock"
+
+    # ---- processes ------------------------------------------------------------------------
+
+    def spawn(self, argv: list[str], cpus: set[int], log: str) -> subprocess.Popen:
+        f = open(self.tmp / log, "ab")
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, preexec_fn=self.pin.preexec(cpus))
+        f.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen | None) -> None:
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def start_devtee(self) -> None:
+        state = self.tmp / "devtee-state"
+        self.devtee = self.spawn([str(self.pi), "dev-tee", "--socket", str(self.dstack_sock), "--state", str(state),
+                                  "--log-level", "warn"], self.pin.backend, "devtee.log")
+        wait_path(self.dstack_sock)
+
+    def start_backend(self, cell: dict) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        p = self.spawn([str(self.backend_bin), "--listen", f"127.0.0.1:{port}", "--ttft-ms", str(cell["ttft_ms"]),
+                        "--itl-ms", str(cell["itl_ms"]), "--tokens", str(max(1, cell["tokens"]))],
+                       self.pin.backend, "backend.log")
+        wait_http(f"http://127.0.0.1:{port}/health")
+        return p, port
+
+    def start_proxy(self, backend_port: int) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        argv = [str(self.pi), "serve", "--backend", f"http://127.0.0.1:{backend_port}", "--listen",
+                f"127.0.0.1:{port}", "--token", TOKEN, "--dstack-socket", str(self.dstack_sock),
+                "--log-level", self.args.proxy_log_level, "--signature-capacity", "1000000"]
+        if self.pin.enabled:
+            argv += ["--threads", str(len(self.pin.proxy))]
+        elif self.args.proxy_threads:
+            argv += ["--threads", str(self.args.proxy_threads)]
+        p = self.spawn(argv, self.pin.proxy, "proxy.log")
+        wait_http(f"http://127.0.0.1:{port}/version")
+        return p, port
+
+    # ---- one measurement --------------------------------------------------------------------
+
+    def measure(self, cell: dict, proxied: bool) -> dict:
+        backend, bport = self.start_backend(cell)
+        proxy = None
+        try:
+            watch = ["--watch", f"engine={backend.pid}"]
+            if proxied:
+                proxy, pport = self.start_proxy(bport)
+                url = f"http://127.0.0.1:{pport}"
+                watch += ["--watch", f"proxy={proxy.pid}"]
+                mode = cell["mode"]
+                extra: list[str] = []
+            else:
+                url = f"http://127.0.0.1:{bport}"
+                mode = cell["mode"]
+                extra = []
+                if mode in ("attestation", "signature"):  # the engine has no such endpoint: plain round trip
+                    mode, extra = "get", ["--path", "/v1/models"]
+            warmup = self.args.warmup if cell["c"] < 1024 else max(self.args.warmup, 2.0)
+            argv = [str(self.loadgen), "--url", url, "--mode", mode, "--concurrency", str(cell["c"]),
+                    "--duration", str(self.args.duration), "--warmup", str(warmup),
+                    "--max-tokens", str(max(1, cell["tokens"])), "--token", TOKEN, *extra, *watch]
+            r = subprocess.run(argv, capture_output=True, text=True, preexec_fn=self.pin.preexec(self.pin.gen),
+                               timeout=self.args.duration + warmup + 60)
+            if r.returncode != 0:
+                raise RuntimeError(f"pi-loadgen failed ({r.returncode}): {r.stderr.strip()}")
+            res = json.loads(r.stdout)
+            res["target"] = "proxied" if proxied else "direct"
+            res["loadavg_after"] = os.getloadavg()
+            if proxy is not None and proxy.poll() is not None:
+                raise RuntimeError(f"the proxy exited during the run (status {proxy.returncode}); see "
+                                   f"{self.tmp / 'proxy.log'}")
+            return res
+        finally:
+            self.stop(proxy)
+            self.stop(backend)
+
+    # ---- the whole run ------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        started = dt.datetime.now(dt.timezone.utc)
+        load_before = os.getloadavg()
+        cells = [c for c in CELLS if not self.args.quick or c["name"] in QUICK]
+        if self.args.only:
+            cells = [c for c in cells if any(s in c["name"] for s in self.args.only)]
+        print(f"pi bench: {len(cells)} cells x {self.args.rounds} round(s) x (direct, proxied), "
+              f"{self.args.duration:g} s each after {self.args.warmup:g} s warm-up", flush=True)
+        print(f"  {self.pin.describe()}", flush=True)
+        print(f"  load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} "
+              f"on {os.cpu_count()} CPUs", flush=True)
+        self.start_devtee()
+        results = []
+        try:
+            for cell in cells:
+                runs: dict[str, list[dict]] = {"direct": [], "proxied": []}
+                for rnd in range(self.args.rounds):
+                    order = [False, True] if rnd % 2 == 0 else [True, False]
+                    for proxied in order:
+                        r = self.measure(cell, proxied)
+                        runs[r["target"]].append(r)
+                        print(f"  {cell['name']:<24} {r['target']:<8} round {rnd + 1}: "
+                              f"{r['requests_per_s']:9.1f} req/s {r['tokens_per_s']:9.0f} tok/s "
+                              f"errors {r['errors']}  (load {r['loadavg_after'][0]:.1f})", flush=True)
+                results.append({"cell": cell, "runs": runs, "summary": summarize(cell, runs)})
+        finally:
+            self.stop(self.devtee)
+            for p in self.procs:
+                self.stop(p)
+        micro = self.run_micro() if not self.args.no_micro else None
+        load_after = os.getloadavg()
+        out = {
+            "generated_at": started.isoformat(timespec="seconds"),
+            "elapsed_s": round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_before": load_before,
+                        "loadavg_after": load_after},
+            "git_commit": git_commit(),
+            "pinning": self.pin.describe(),
+            "params": {"duration_s": self.args.duration, "warmup_s": self.args.warmup, "rounds": self.args.rounds,
+                       "proxy_log_level": self.args.proxy_log_level},
+            "cells": results,
+            "targets": check_targets(results),
+            "micro": micro,
+        }
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return out
+
+    def run_micro(self) -> list[dict] | None:
+        if not self.micro.exists():
+            print(f"  (micro_bench not built at {self.micro}; skipped)")
+            return None
+        print("  micro-benchmarks ...", flush=True)
+        r = subprocess.run([str(self.micro), "--benchmark_format=json", f"--benchmark_min_time={self.args.micro_time}"],
+                           capture_output=True, text=True, preexec_fn=self.pin.preexec(self.pin.proxy), timeout=300)
+        if r.returncode != 0:
+            print(f"  micro_bench failed: {r.stderr.strip()[-500:]}")
+            return None
+        data = json.loads(r.stdout)
+        return [{"name": b["name"], "ns_per_op": b["real_time"] if b.get("time_unit") == "ns" else
+                 b["real_time"] * {"us": 1e3, "ms": 1e6, "s": 1e9}.get(b.get("time_unit", "ns"), 1),
+                 "cpu_ns_per_op": b.get("cpu_time"), "bytes_per_second": b.get("bytes_per_second")}
+                for b in data.get("benchmarks", []) if b.get("run_type", "iteration") == "iteration"]
+
+
+def mean(xs: list[float | None]) -> float | None:
+    v = [x for x in xs if x is not None]
+    return sum(v) / len(v) if v else None
+
+
+def summarize(cell: dict, runs: dict[str, list[dict]]) -> dict:
+    """Means over rounds of every figure, per target, and the proxied/direct ratios."""
+    s: dict = {}
+    for target, rs in runs.items():
+        t: dict = {"requests_per_s": mean([r["requests_per_s"] for r in rs]),
+                   "tokens_per_s": mean([r["tokens_per_s"] for r in rs]),
+                   "errors": sum(r["errors"] for r in rs),
+                   "error_kinds": {k: v for r in rs for k, v in r["error_kinds"].items()}}
+        for key, _ in LATENCIES:
+            for q in ("p50", "p90", "p99"):
+                t[f"{key}_{q}"] = mean([r[key][q] for r in rs])
+        proxy = [r["processes"].get("proxy") for r in rs if "proxy" in r["processes"]]
+        if proxy:
+            t["proxy_cpu_util"] = mean([p["cpu_util"] for p in proxy])
+            t["proxy_cpu_ms_per_1000_tokens"] = mean([p.get("cpu_ms_per_1000_tokens") for p in proxy])
+            t["proxy_cpu_us_per_request"] = mean([p.get("cpu_us_per_request") for p in proxy])
+            t["proxy_peak_rss_mb"] = max(p["peak_rss_mb"] for p in proxy)
+        t["engine_cpu_util"] = mean([r["processes"]["engine"]["cpu_util"] for r in rs])
+        t["loadgen_cpu_util"] = mean([r["loadgen_cpu_s"] / r["duration_s"] for r in rs])
+        s[target] = t
+    ratios = {}
+    for k, v in s["proxied"].items():
+        d = s["direct"].get(k)
+        if isinstance(v, (int, float)) and isinstance(d, (int, float)) and d and k not in ("errors",):
+            ratios[k] = v / d
+    s["ratio"] = ratios
+    s["added_ms"] = {k: s["proxied"][k] - s["direct"][k] for k in s["proxied"]
+                     if k.endswith(("_p50", "_p90", "_p99")) and s["proxied"][k] is not None
+                     and s["direct"].get(k) is not None}
+    return s
+
+
+def check_targets(results: list[dict]) -> list[dict]:
+    out = []
+    for r in results:
+        c, s = r["cell"], r["summary"]
+        if c["mode"] != "chat-stream":
+            continue
+        ratio = s["ratio"].get("tokens_per_s")
+        out.append({"target": f"{c['name']}: proxied tokens/s >= 0.9 x direct", "value": ratio,
+                    "met": ratio is not None and ratio >= 0.9})
+        if c["c"] == 512:
+            added = s["added_ms"].get("ttft_ms_p99")
+            out.append({"target": f"{c['name']}: added p99 TTFT < 2 ms", "value": added,
+                        "met": added is not None and added < 2.0})
+        if c["c"] == 4096:
+            rss = s["proxied"].get("proxy_peak_rss_mb")
+            out.append({"target": f"{c['name']}: proxy peak RSS < 200 MB", "value": rss,
+                        "met": rss is not None and rss < 200})
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip() or None
+    except Exception:  # noqa: BLE001 - not a git checkout
+        return None
+
+
+def fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def render(out: dict) -> str:
+    lines = []
+    lines.append(f"Private Inference proxy benchmark — {out['generated_at']} (commit {out['git_commit']}), "
+                 f"{out['machine']['cpus']} CPUs, load average before {out['machine']['loadavg_before'][0]:.2f} / "
+                 f"after {out['machine']['loadavg_after'][0]:.2f}")
+    lines.append(f"{out['pinning']}; {out['params']['duration_s']:g} s per run after "
+                 f"{out['params']['warmup_s']:g} s warm-up, {out['params']['rounds']} round(s) interleaved, means "
+                 f"shown; proxy log level {out['params']['proxy_log_level']}")
+    lines.append("Engine: pi-bench-backend (synthetic, timers only; vLLM SSE framing). Latencies in ms.")
+    lines.append("")
+    hdr = f"| {'cell':<24} | {'figure':<16} | {'direct':>10} | {'proxied':>10} | {'ratio':>6} | {'added':>8} |"
+    lines.append(hdr)
+    lines.append("|" + "|".join("-" * (len(x)) for x in hdr.split("|")[1:-1]) + "|")
+    for r in out["cells"]:
+        c, s = r["cell"], r["summary"]
+        d, p, ratio, added = s["direct"], s["proxied"], s["ratio"], s["added_ms"]
+        rows = [("requests/s", "requests_per_s")]
+        if c["mode"].startswith("chat"):
+            rows.append(("tokens/s", "tokens_per_s"))
+        for key, label in LATENCIES:
+            if key in ("ttft_ms", "itl_ms") and c["mode"] != "chat-stream":
+                continue
+            for q in ("p50", "p90", "p99"):
+                rows.append((f"{label} {q}", f"{key}_{q}"))
+        first = True
+        for label, k in rows:
+            name = c["name"] if first else ""
+            first = False
+            lines.append(f"| {name:<24} | {label:<16} | {fmt(d.get(k)):>10} | {fmt(p.get(k)):>10} | "
+                         f"{fmt(ratio.get(k)):>6} | {fmt(added.get(k)) if k in added else '':>8} |")
+        lines.append(f"| {'':<24} | {'errors':<16} | {d['errors']:>10} | {p['errors']:>10} | {'':>6} | {'':>8} |")
+    lines.append("")
+    lines.append("Proxy cost (proxied runs):")
+    hdr2 = (f"| {'cell':<24} | {'conc.':>5} | {'proxy CPU %':>11} | {'CPU ms/1000 tok':>15} | "
+            f"{'CPU us/request':>14} | {'peak RSS MB':>11} | {'engine CPU %':>12} | {'loadgen CPU %':>13} |")
+    lines.append(hdr2)
+    lines.append("|" + "|".join("-" * (len(x)) for x in hdr2.split("|")[1:-1]) + "|")
+    for r in out["cells"]:
+        c, p = r["cell"], r["summary"]["proxied"]
+        util = p.get("proxy_cpu_util")
+        lines.append(f"| {c['name']:<24} | {c['c']:>5} | {fmt(util * 100 if util is not None else None, 1):>11} | "
+                     f"{fmt(p.get('proxy_cpu_ms_per_1000_tokens')) if c['mode'].startswith('chat') else '-':>15} | "
+                     f"{fmt(p.get('proxy_cpu_us_per_request'), 1):>14} | {fmt(p.get('proxy_peak_rss_mb'), 1):>11} | "
+                     f"{fmt(p['engine_cpu_util'] * 100, 1):>12} | {fmt(p['loadgen_cpu_util'] * 100, 1):>13} |")
+    notes = [f"{r['cell']['name']}: {r['cell']['note']}" for r in out["cells"] if r["cell"].get("note")]
+    if notes:
+        lines.append("")
+        lines.append("Notes: " + "; ".join(notes) + ".")
+    errs = [(r["cell"]["name"], t, r["summary"][t]["error_kinds"]) for r in out["cells"] for t in ("direct", "proxied")
+            if r["summary"][t]["error_kinds"]]
+    for name, t, kinds in errs:
+        lines.append(f"Errors in {name} ({t}): {kinds}")
+    lines.append("")
+    lines.append("Targets:")
+    for t in out["targets"]:
+        lines.append(f"  [{'met ' if t['met'] else 'MISS'}] {t['target']} (measured {fmt(t['value'])})")
+    if out.get("micro"):
+        lines.append("")
+        lines.append("Micro-benchmarks (bench/hot_path_bench.cpp):")
+        for b in out["micro"]:
+            bps = b.get("bytes_per_second")
+            lines.append(f"  {b['name']:<52} {b['ns_per_op']:>12,.0f} ns/op" +
+                         (f"  {bps / 1e6:8.0f} MB/s" if bps else ""))
+    lines.append("")
+    lines.append(f"(whole run: {out['elapsed_s']:.0f} s)")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default="build", help="where private-inference, pi-bench-backend, pi-loadgen are")
+    ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
+    ap.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds before (default 1.5; >= 2 at 4096)")
+    ap.add_argument("--rounds", type=int, default=2, help="direct/proxied pairs per cell, order alternating")
+    ap.add_argument("--quick", action="store_true", help="a subset of cells, 1 round, 3 s")
+    ap.add_argument("--only", action="append", help="run cells whose name contains this (repeatable)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    ap.add_argument("--micro-time", default="0.2", help="--benchmark_min_time for micro_bench (seconds)")
+    ap.add_argument("--proxy-log-level", default="info", help="the proxy's --log-level (default: its default)")
+    ap.add_argument("--proxy-threads", type=int, default=0, help="proxy --threads when not pinned (0: its default)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"), help="JSON results")
+    ap.add_argument("--table", default=None, help="also write the printed table here (default: next to --out)")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 1, min(args.duration, 3.0)
+
+    # 4096 streams need ~8200 descriptors in the proxy and ~4100 in generator and engine.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft < 10000:
+        print(f"warning: open-files limit {soft} is too low for 4096 streams through the proxy (need ~8300)")
+
+    bench = Bench(args)
+    out = bench.run()
+    table = render(out)
+    print()
+    print(table)
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(out_path)
+    table_path = Path(args.table) if args.table else out_path.with_suffix(".txt")
+    table_path.write_text(table + "\n")
+    print(f"\nwrote {out_path} and {table_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
