@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "verify/collateral_fetch.hpp"
 #include "verify/dcap.hpp"
+#include "verify/http_client.hpp"
 #include "verify/intel_root_ca.hpp"
 #include "verify/tdx_quote.hpp"
 
@@ -260,6 +263,57 @@ TEST(VerifyDcap, QuoteStructureOnlyCatchesBrokenSignature) {
   auto r = verify_quote_structure(raw);
   EXPECT_EQ(r.checks.at(1).id, "tdx.quote_signature");
   EXPECT_EQ(r.checks.at(1).status, Status::Fail);
+}
+
+}  // namespace
+}  // namespace pi::verify
+
+// ---- collateral fetching (no network here: only the parts that need none) ----
+
+namespace pi::verify {
+namespace {
+
+TEST(VerifyCollateralFetch, RawJsonMemberKeepsTheSignedBytes) {
+  std::string body = R"({"tcbInfo":{"id":"TDX","s":"a}\"b{","n":{"x":[1,2]}},"signature":"ab"})";
+  EXPECT_EQ(raw_json_member(body, "tcbInfo"), R"({"id":"TDX","s":"a}\"b{","n":{"x":[1,2]}})");
+  EXPECT_THROW(raw_json_member(body, "enclaveIdentity"), std::runtime_error);
+  EXPECT_THROW(raw_json_member(R"({"tcbInfo":{"open":1)", "tcbInfo"), std::runtime_error);
+}
+
+TEST(VerifyCollateralFetch, UrlDecode) {
+  EXPECT_EQ(url_decode("-----BEGIN%20CERTIFICATE-----%0AMII%2B%2f"), "-----BEGIN CERTIFICATE-----\nMII+/");
+  EXPECT_EQ(url_decode("100%"), "100%");
+  EXPECT_EQ(url_decode("%zz"), "%zz");
+}
+
+TEST(VerifyCollateralFetch, UnreachablePccsIsAReasonNotACrash) {
+  CollateralSource src;
+  src.pccs_url = "http://127.0.0.1:1";  // nothing listens on port 1
+  src.now = kNow;
+  std::string why;
+  auto c = fetch_collateral(parse_quote(sample_quote()), src, why);
+  EXPECT_FALSE(c.has_value());
+  EXPECT_NE(why.find("collateral fetch failed"), std::string::npos) << why;
+  EXPECT_THROW(http_get("ftp://example.com/"), HttpError);
+  EXPECT_THROW(http_get("http:///x"), HttpError);
+}
+
+TEST(VerifyCollateralFetch, CacheIsUsedWhileValid) {
+  auto dir = std::string(::testing::TempDir()) + "/pi-collateral-cache-test";
+  std::filesystem::create_directories(dir);
+  CollateralSource src;
+  src.pccs_url = "http://127.0.0.1:1";
+  src.cache_dir = dir;
+  src.now = kNow;
+  // the file name the fetcher uses: <fmspc>-<ca>-<sanitised base>.json
+  std::ofstream(dir + "/20a06f000000-platform-http___127_0_0_1_1.json") << collateral_to_json(fmspc_collateral());
+  std::string why;
+  auto c = fetch_collateral(parse_quote(sample_quote()), src, why);
+  ASSERT_TRUE(c.has_value()) << why;
+  EXPECT_NE(why.find("cached"), std::string::npos);
+  src.now = 1759500000;  // expired: the cache is not used, and the fetch fails
+  EXPECT_FALSE(fetch_collateral(parse_quote(sample_quote()), src, why).has_value());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
