@@ -15,6 +15,7 @@ Environment:
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -88,6 +89,15 @@ def sanitizer_env() -> dict[str, str]:
 # Processes
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the test runner dies (e.g. pytest-timeout's os._exit),
+    so no backend/proxy outlives a killed test session."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Proc:
     def __init__(self, name: str, role: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None):
         self.name, self.role, self.argv = name, role, argv
@@ -96,7 +106,7 @@ class Proc:
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
         self.popen = subprocess.Popen(argv, stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True)
+                                      env=env, start_new_session=True, preexec_fn=_die_with_parent)
         self.returncode: int | None = None
         self.killed = False
 
