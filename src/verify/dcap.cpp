@@ -339,6 +339,7 @@ const char* kTitleQeIdentity = "the quoting enclave matches Intel's QE identity 
 const char* kTitleQuoteSig = "the quote body is signed by the attestation key";
 const char* kTitleTcb = "the platform's TCB level was found in Intel's TCB info (status and advisories)";
 const char* kTitleDebug = "the TD is not a debug TD";
+const char* kTitleAttrs = "the TD's security attributes are sound (SEPT_VE_DISABLE, no reserved bits)";
 
 void check_signed_json(Steps& st, const std::string& id, const char* title, const std::string& chain_pem,
                        const std::string& body, const Bytes& sig, X509* root, const std::vector<X509_CRL*>& crls,
@@ -561,6 +562,21 @@ void check_debug(Steps& st, const Quote& q) {
     st.fail("td_debug", kTitleDebug, "TD attributes have the DEBUG bit set: the host can read the TD's memory");
   else
     st.pass("td_debug", kTitleDebug, "TD attributes " + to_hex(q.td.td_attributes) + ": DEBUG off");
+  // TD attributes (TDX module spec A.3.4): TUD bits 7:1, SEC bits 27:8 and 29, OTHER bits 62:32 are
+  // reserved and must be clear; SEPT_VE_DISABLE (bit 28) must be set so the host cannot inject #VE
+  // through pending pages. A TD 1.5 report must not name a service TD. (Same rules as dcap-qvl.)
+  const auto& a = q.td.td_attributes;
+  std::vector<std::string> bad;
+  if (a[0] & 0xFE) bad.push_back("reserved TUD bits set");
+  if (a[1] || a[2] || (a[3] & 0x0F) || (a[3] & 0x20)) bad.push_back("reserved SEC bits set");
+  if (!(a[3] & 0x10)) bad.push_back("SEPT_VE_DISABLE is not set");
+  if (a[4] & 0x7F || a[5] || a[6] || (a[7] & 0x7F)) bad.push_back("reserved OTHER bits set");
+  if (q.td.td15 && std::any_of(q.td.mr_service_td.begin(), q.td.mr_service_td.end(), [](auto b) { return b != 0; }))
+    bad.push_back("a service TD is bound (mr_service_td not zero)");
+  if (bad.empty())
+    st.pass("td_attributes", kTitleAttrs, "SEPT_VE_DISABLE set, reserved bits clear");
+  else
+    st.fail("td_attributes", kTitleAttrs, join(bad) + " (attributes " + to_hex(a) + ")");
 }
 
 }  // namespace

@@ -102,6 +102,21 @@ TEST(VerifyDcap, ParsesV5Framing) {
   EXPECT_THROW(parse_quote(v5), QuoteParseError);
 }
 
+TEST(VerifyDcap, DebugAndReservedAttributeBitsFail) {
+  // Structure-only verification (the quote signature breaks too, but these checks are separate).
+  auto raw = sample_quote();
+  raw[48 + 120] |= 0x01;  // td_attributes byte 0: DEBUG
+  auto r = verify_quote_structure(raw);
+  EXPECT_EQ(find(r, "tdx.td_debug")->status, Status::Fail);
+  EXPECT_EQ(find(r, "tdx.td_attributes")->status, Status::Pass);
+  raw = sample_quote();
+  raw[48 + 120 + 3] &= static_cast<std::uint8_t>(~0x10);  // clear SEPT_VE_DISABLE
+  r = verify_quote_structure(raw);
+  EXPECT_EQ(find(r, "tdx.td_debug")->status, Status::Pass);
+  EXPECT_EQ(find(r, "tdx.td_attributes")->status, Status::Fail);
+  EXPECT_NE(find(r, "tdx.td_attributes")->detail.find("SEPT_VE_DISABLE"), std::string::npos);
+}
+
 TEST(VerifyDcap, TruncatedQuoteIsAParseErrorNotACrash) {
   auto raw = sample_quote();
   for (std::size_t n : {0u, 10u, 47u, 48u, 600u, 632u, 700u, 1200u}) {
