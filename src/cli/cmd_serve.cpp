@@ -31,6 +31,8 @@ struct ServeFlags {
   std::vector<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
   std::size_t max_attestations = 16;
   std::string log_level = "info";
+  std::string gpu_mode = "auto";
+  std::string nvml_lib;
 };
 
 // Identity: dstack-derived when a TEE agent is present (same paths as vllm-proxy, so a
@@ -89,6 +91,12 @@ Runner register_serve(CLI::App& app) {
   sub->add_option("--max-concurrent-attestations", f->max_attestations, "Attestations in flight before 429")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_option("--gpu-evidence", f->gpu_mode,
+                  "GPU evidence via NVML: off | auto (collect when NVML loads) | required (no evidence → 503)")
+      ->envname("GPU_EVIDENCE")
+      ->check(CLI::IsMember({"off", "auto", "required"}))
+      ->capture_default_str();
+  sub->add_option("--nvml-lib", f->nvml_lib, "NVML library to dlopen (default libnvidia-ml.so.1)")->envname("NVML_LIB");
   sub->add_option("--log-level", f->log_level, "trace|debug|info|warn|error")
       ->envname("LOG_LEVEL")
       ->capture_default_str();
@@ -150,6 +158,24 @@ Runner register_serve(CLI::App& app) {
     spdlog::info("signing addresses: ecdsa {} ed25519 {} ({})", identity->signing_address(protocol::SigningAlgo::Ecdsa),
                  identity->signing_address(protocol::SigningAlgo::Ed25519),
                  tee.keys_from_tee ? "dstack-derived" : "random");
+    if (f->gpu_mode != "off") {
+      tee::GpuEvidenceOptions o;
+      o.library_path = f->nvml_lib;
+      o.max_fresh = cfg.max_concurrent_attestations;
+      tee.gpu = std::make_shared<tee::GpuEvidenceCollector>(o);
+      tee.gpu_required = f->gpu_mode == "required";
+      if (!tee.gpu->available()) {
+        if (tee.gpu_required) {
+          spdlog::error("--gpu-evidence required, but NVML is unusable: {}", tee.gpu->load_error());
+          return 2;
+        }
+        spdlog::warn("GPU evidence unavailable: {} (attestation reports say so in gpu_evidence_error)",
+                     tee.gpu->load_error());
+      } else {
+        spdlog::info("GPU evidence: NVML loaded{}",
+                     tee.gpu->simulated() ? " — SIMULATED NVML (test PKI / replay)" : "");
+      }
+    }
     if (cfg.tokens.empty()) spdlog::warn("no --token configured: inference and signature endpoints are open to anyone");
     server::ProxyServer proxy(std::move(cfg), std::move(*identity), std::move(tee));
     proxy.bind();

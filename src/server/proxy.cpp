@@ -625,8 +625,13 @@ struct ProxyServer::Impl {
     addrs["ecdsa"] = identity.signing_address(protocol::SigningAlgo::Ecdsa);
     addrs["ed25519"] = identity.signing_address(protocol::SigningAlgo::Ed25519);
     o["signing_addresses"] = std::move(addrs);
-    o["gpu_evidence"] = "unavailable: GPU evidence collection (NVML) is not part of this build";
-    o["simulated"] = tee.simulated;
+    json::object g;
+    g["mode"] = !tee.gpu ? "off" : (tee.gpu_required ? "required" : "auto");
+    g["available"] = tee.gpu && tee.gpu->available();
+    g["simulated"] = tee.gpu && tee.gpu->simulated();
+    if (tee.gpu && !tee.gpu->available()) g["error"] = tee.gpu->load_error();
+    o["gpu_evidence"] = std::move(g);
+    o["simulated"] = tee.simulated || (tee.gpu && tee.gpu->simulated());
     return o;
   }
 
@@ -660,7 +665,9 @@ struct ProxyServer::Impl {
     };
     // Nonce: exactly 64 hex digits, else 400; absent → fresh random.
     protocol::Nonce nonce{};
+    bool nonce_given = false;
     if (auto n = query_param(t.query, "nonce"); n && !n->empty()) {
+      nonce_given = true;
       auto parsed = protocol::parse_nonce(*n);
       if (!parsed) {
         auto pending = fail(http::status::bad_request, "nonce must be exactly 64 hexadecimal characters (32 bytes)",
@@ -713,6 +720,34 @@ struct ProxyServer::Impl {
       ~Guard() { c--; }
     } guard{attest_inflight};
 
+    // GPU evidence first: without a client nonce the cached evidence decides the nonce, so the
+    // TDX quote and the GPU reports are bound to the same value.
+    std::optional<tee::GpuEvidenceResult> gpu_result;
+    if (tee.gpu) {
+      if (nonce_given) {
+        gpu_result = co_await tee.gpu->collect(nonce);
+      } else {
+        gpu_result = co_await tee.gpu->collect_cached();
+        if (gpu_result->ok())
+          if (auto n = protocol::parse_nonce(gpu_result->nonce_hex)) nonce = *n;
+      }
+      if (gpu_result->status == tee::GpuEvidenceStatus::Busy) {
+        metrics.attestation_rejected_busy++;
+        auto res =
+            make_error(http::status::too_many_requests, "Too many GPU evidence collections in flight; retry shortly",
+                       "rate_limit_error", "gpu_evidence_busy", keep, false);
+        res.set(http::field::retry_after, std::to_string(std::max(1u, gpu_result->retry_after_s)));
+        co_return co_await send(client, std::move(res), Route::Attestation, t0);
+      }
+      if (tee.gpu_required && !gpu_result->ok()) {
+        auto pending =
+            make_error(http::status::service_unavailable,
+                       "GPU evidence is required by this server but could not be collected: " + gpu_result->error,
+                       "server_error", "gpu_evidence_unavailable", keep, false);
+        co_return co_await send(client, std::move(pending), Route::Attestation, t0);
+      }
+    }
+
     const auto report_data = protocol::make_report_data(identity.address_bytes(a), nonce);
     tee::DstackClient dc(co_await net::this_coro::executor, *tee.dstack, std::chrono::seconds(30));
     json::object report;
@@ -729,7 +764,7 @@ struct ProxyServer::Impl {
         std::lock_guard lk(info_mu);
         info_cache = info;
       }
-      const bool simulated = tee.simulated || q.simulated;
+      const bool simulated = tee.simulated || q.simulated || (gpu_result && gpu_result->simulated);
       report["signing_address"] = identity.signing_address(a);
       report["signing_algo"] = protocol::to_string(a);
       report["signing_public_key"] = identity.signing_public_key(a);
@@ -741,14 +776,18 @@ struct ProxyServer::Impl {
       report["event_log"] = jec ? json::value(q.event_log) : std::move(ev);
       report["vm_config"] = q.vm_config;
       report["info"] = std::move(info);
-      report["nvidia_payload"] = nullptr;
-      report["gpu_evidence"] = nullptr;
-      report["gpu_evidence_error"] =
-          "GPU evidence is not collected by this build (NVML integration not present); none is fabricated";
+      if (gpu_result) {
+        gpu_result->apply_to(report);
+      } else {
+        report["nvidia_payload"] = nullptr;
+        report["gpu_evidence"] = nullptr;
+        report["gpu_evidence_error"] = "GPU evidence collection is disabled on this server (--gpu-evidence off)";
+      }
       report["simulated"] = simulated;
       if (simulated)
         report["simulated_notice"] =
-            "SIMULATED TEE (dev-tee): this quote is not produced by TDX hardware and proves nothing";
+            "SIMULATED evidence (dev-tee and/or the simulated NVML): it is not produced by TEE hardware and "
+            "proves nothing";
     } catch (const std::exception& e) {
       agent_error = e.what();
     }
@@ -789,6 +828,7 @@ struct ProxyServer::Impl {
 
   awaitable<bool> metrics_endpoint(Worker& w, beast::tcp_stream& client, const Request& req, Clock::time_point t0) {
     std::string body = metrics.render(store.size(), store.capacity());
+    if (tee.gpu) tee.gpu->render_metrics(body);
     auto backend = co_await backend_get(w, "/metrics");
     body += "\n# ---- backend /metrics ----\n";
     body += backend ? *backend : std::string("# backend /metrics unavailable\n");

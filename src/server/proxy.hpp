@@ -11,6 +11,7 @@
 #include "protocol/signing.hpp"
 #include "server/config.hpp"
 #include "tee/dstack_client.hpp"
+#include "tee/gpu_evidence.hpp"
 
 namespace pi::server {
 
@@ -19,6 +20,9 @@ struct TeeContext {
   bool simulated = false;                     // the agent is a simulator (dev-tee)
   bool keys_from_tee = false;                 // signing keys derived with dstack GetKey
   std::string agent_version;                  // from /Version, informational
+  // GPU evidence through NVML (nullptr: --gpu-evidence off). Must outlive the server.
+  std::shared_ptr<tee::GpuEvidenceCollector> gpu;
+  bool gpu_required = false;  // --gpu-evidence required: no evidence → 503
 };
 
 class ProxyServer {
