@@ -11,6 +11,7 @@ At session end the harness asserts that
 Environment:
   PI_BINARY        the private-inference binary (default: build-asan/private-inference in the repo)
   PI_TEST_LOG_DIR  keep the process logs there
+  PI_PROXY_LOG_LEVEL  the proxies' --log-level (default trace: the leak scan then sees every log statement)
   PI_REQUIRE_ALL=1 fail instead of skipping when the binary lacks `serve` or `dev-tee` (for CI once both landed)
 """
 from __future__ import annotations
@@ -41,6 +42,8 @@ BACKEND_READY_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
 MIN_COMPLETION_LEN = 12  # shorter completion texts ("Hello!") could appear in a log by coincidence
 MODEL_NAME = "smollm2"
+# The most verbose level by default, so the log-leak scan covers every log statement the proxy has.
+PROXY_LOG_LEVEL = os.environ.get("PI_PROXY_LOG_LEVEL", "trace")
 
 
 def pi_binary() -> Path:
@@ -310,7 +313,8 @@ def dev_tee(stack, tmp_path_factory) -> Iterator[DevTee]:
              f"{pi_binary()} has no working `dev-tee --socket` subcommand yet (being written); attestation tests need it")
     base = tmp_path_factory.mktemp("devtee")
     sock, state = base / "dstack.sock", base / "state"
-    proc = stack.start("dev-tee", "dev-tee", [str(pi_binary()), "dev-tee", "--socket", str(sock), "--state", str(state)],
+    proc = stack.start("dev-tee", "dev-tee", [str(pi_binary()), "dev-tee", "--socket", str(sock), "--state", str(state),
+                                             "--log-level", PROXY_LOG_LEVEL],
                        env=sanitizer_env())
     deadline = time.monotonic() + PROXY_READY_TIMEOUT
     while not _unix_socket_answers(sock):
@@ -372,7 +376,8 @@ def start_proxy(stack: Stack, name: str, backend_url: str, dstack_socket: Path |
     help_text = _subcommand_help("serve")
     _require("--backend" in help_text, f"{pi_binary()} has no working `serve --backend` subcommand yet")
     port = free_port()
-    argv = [str(pi_binary()), "serve", "--backend", backend_url, "--listen", f"127.0.0.1:{port}", "--model", model]
+    argv = [str(pi_binary()), "serve", "--backend", backend_url, "--listen", f"127.0.0.1:{port}", "--model", model,
+            "--log-level", PROXY_LOG_LEVEL]
     for t in tokens:
         argv += ["--token", t]
     if dstack_socket is not None:

@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 
-import pytest
 
 import verify_helpers as vh
 from conftest import free_port, start_backend, start_proxy
