@@ -140,12 +140,13 @@ def test_client_request_id_and_hash_headers_cannot_overwrite_records(proxy, stac
 
 
 class CuttingRelay:
-    """A TCP relay to the real backend that closes both sides after `cut_after` SSE events of a response.
+    """A TCP relay to the real backend that records what the proxy sends upstream and, with `cut_after`, closes both
+    sides after that many SSE events of a response.
 
-    This simulates a backend that dies mid-stream (simulated failure, real bytes): the stream never reaches [DONE].
+    With cut_after it simulates a backend that dies mid-stream (simulated failure, real bytes): no [DONE].
     """
 
-    def __init__(self, backend_url: str, cut_after: int = 3):
+    def __init__(self, backend_url: str, cut_after: int | None = 3):
         host, port = backend_url.removeprefix("http://").split(":")
         self.target = (host, int(port))
         self.cut_after = cut_after
@@ -154,6 +155,7 @@ class CuttingRelay:
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.cuts = 0
+        self.upstream: list[bytearray] = []  # per connection: the bytes the proxy sent towards the backend
         self._stop = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -167,10 +169,13 @@ class CuttingRelay:
 
     def _serve(self, down: socket.socket):
         up = socket.create_connection(self.target)
+        sent = bytearray()
+        self.upstream.append(sent)
 
         def pump_up():
             try:
                 while data := down.recv(65536):
+                    sent.extend(data)
                     up.sendall(data)
             except OSError:
                 pass
@@ -180,7 +185,7 @@ class CuttingRelay:
         try:
             while data := up.recv(65536):
                 seen += data
-                if b"text/event-stream" in seen and seen.count(b"data: ") >= self.cut_after:
+                if self.cut_after and b"text/event-stream" in seen and seen.count(b"data: ") >= self.cut_after:
                     # forward only up to the end of the cut_after-th event, then drop the connection
                     self.cuts += 1
                     down.sendall(data[: max(0, len(data) - 1)])
@@ -228,5 +233,33 @@ def test_stream_cut_off_by_backend_gets_no_signature(stack, backend, dev_tee_opt
                 vh.check_error_envelope(vh.fetch_signature(c, rid, algo, token), 404)
         stack.remember_stream(received)
         p.proc.stop()
+    finally:
+        relay.close()
+
+
+def test_request_reaches_backend_byte_exact_without_client_headers(stack, backend, dev_tee_optional):
+    """What the proxy sends upstream (seen by a recording relay in front of the real backend): the body exactly as
+    the client sent it, and neither the client's bearer token nor its X-Request-Id / X-Request-Hash."""
+    relay = CuttingRelay(backend.url, cut_after=None)
+    token = secrets.token_urlsafe(24)
+    try:
+        p = start_proxy(stack, "proxy-relay", f"http://127.0.0.1:{relay.port}",
+                        dev_tee_optional.socket if dev_tee_optional else None, [token])
+        body = (b'{ "messages" : [ {"role":"user", "content":"Hi \\u00e9 ' + stack.marker().encode() +
+                b'"} ],\n  "max_tokens": 4 }')
+        request_id = "rid-" + secrets.token_hex(8)
+        with p.client() as c:
+            r = c.post(CHAT, content=body, headers={**JSON, "X-Request-Id": request_id, "X-Request-Hash": "ab" * 32})
+            assert r.status_code == 200, r.text
+            stack.remember_body(r.content)
+            vh.verify_exchange(c, r.json()["id"], body, r.content, token)
+        requests = [bytes(u) for u in relay.upstream if CHAT.encode() in bytes(u)]
+        assert len(requests) == 1, f"expected one upstream chat request, saw {len(requests)}"
+        head, _, upstream_body = requests[0].partition(b"\r\n\r\n")
+        assert upstream_body == body, "the body the backend received differs from the client's bytes"
+        head_l = head.lower()
+        assert token.encode().lower() not in head_l, "the client's bearer token was forwarded to the backend"
+        assert request_id.encode().lower() not in head_l and b"x-request-hash" not in head_l, head.decode()
+        assert p.proc.stop() == 0, p.proc.tail()
     finally:
         relay.close()
