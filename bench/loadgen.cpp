@@ -78,6 +78,7 @@ struct Watched {
   std::string name;
   int pid;
   double cpu_start = -1, cpu_end = -1;
+  double wait_start = -1, wait_end = -1;  // seconds runnable but not running (waiting for a CPU)
   long peak_rss_kb = 0;
   long start_rss_kb = 0;
 };
@@ -95,6 +96,15 @@ double proc_cpu_seconds(int pid) {
     if (i == 15) stime = std::stoul(field);
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Second field of /proc/PID/schedstat: nanoseconds spent runnable on a run queue, not running.
+// On a machine shared with other work this says how much of a run the process was starved.
+double proc_runqueue_wait_seconds(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/schedstat");
+  unsigned long long run = 0, wait = 0;
+  if (!(f >> run >> wait)) return -1;
+  return static_cast<double>(wait) / 1e9;
 }
 
 long proc_rss_kb(int pid) {
@@ -367,6 +377,7 @@ struct Generator {
       if (!started && now >= t_measure) {
         for (auto& w : watched) {
           w.cpu_start = proc_cpu_seconds(w.pid);
+          w.wait_start = proc_runqueue_wait_seconds(w.pid);
           w.start_rss_kb = proc_rss_kb(w.pid);
         }
         started = true;
@@ -374,7 +385,10 @@ struct Generator {
       if (started)
         for (auto& w : watched) w.peak_rss_kb = std::max(w.peak_rss_kb, proc_rss_kb(w.pid));
       if (now >= t_end) {
-        for (auto& w : watched) w.cpu_end = proc_cpu_seconds(w.pid);
+        for (auto& w : watched) {
+          w.cpu_end = proc_cpu_seconds(w.pid);
+          w.wait_end = proc_runqueue_wait_seconds(w.pid);
+        }
         co_return;
       }
       timer.expires_after(std::chrono::milliseconds(20));
@@ -442,6 +456,7 @@ struct Generator {
       o["cpu_s"] = cpu;
       o["cpu_util"] = cpu / opt.duration_s;
       o["peak_rss_mb"] = static_cast<double>(w.peak_rss_kb) / 1024.0;
+      if (w.wait_start >= 0 && w.wait_end >= 0) o["runqueue_wait_s"] = w.wait_end - w.wait_start;
       o["rss_at_start_mb"] = static_cast<double>(w.start_rss_kb) / 1024.0;
       if (st.tokens > 0) o["cpu_ms_per_1000_tokens"] = cpu * 1e6 / static_cast<double>(st.tokens);
       if (st.requests > 0) o["cpu_us_per_request"] = cpu * 1e6 / static_cast<double>(st.requests);
@@ -530,6 +545,7 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   for (auto& [name, pid] : o.watch) g.watched.push_back(Watched{name, pid});
+  g.watched.push_back(Watched{"loadgen", static_cast<int>(getpid())});
   try {
     auto r = g.run();
     std::string s = json::serialize(r);
