@@ -331,6 +331,24 @@ TEST(VerifyAttestation, GpuPayloadIsHandedToTheGpuChecks) {
   EXPECT_FALSE(out.report.ok());
 }
 
+TEST(VerifyAttestation, DstackGetQuoteAnswerWithStrippedLog) {
+  // dstack's own GetQuote answer (no signing key, report_data is a text statement): the code
+  // checks still replay the stripped log into the quote's RTMRs; binding fails for lack of a key.
+  auto doc = json::parse(read_file("dstack_getquote_stripped.json"));
+  AttestationOptions opts;
+  opts.now = kNow;
+  auto out = verify_attestation(doc, opts);
+  EXPECT_EQ(status_of(out.report, "code.event_log"), Status::Pass) << detail_of(out.report, "code.event_log");
+  EXPECT_EQ(status_of(out.report, "code.rtmr"), Status::Pass) << detail_of(out.report, "code.rtmr");
+  EXPECT_EQ(fact(out.report, "event_log.format"), "stripped (runtime digests empty, recomputed)");
+  EXPECT_EQ(fact(out.report, "encoding.quote"), "hex (quote)");
+  EXPECT_EQ(status_of(out.report, "tdx.quote_signature"), Status::Pass);
+  EXPECT_EQ(status_of(out.report, "tdx.pck_chain"), Status::Skipped);  // no collateral, offline
+  EXPECT_EQ(status_of(out.report, "binding.report_data"), Status::Fail);
+  EXPECT_EQ(status_of(out.report, "code.compose_hash"), Status::Fail);  // no Info with app_compose
+  EXPECT_FALSE(out.report.ok());
+}
+
 TEST(VerifyAttestation, GarbageNeverCrashes) {
   auto opts = offline_opts();
   for (const char* doc : {"null", "[]", "{}", R"({"intel_quote": "zz"})", R"({"intel_quote": "0x"})",
