@@ -473,7 +473,7 @@ struct Generator {
                "usage: %s --url http://HOST:PORT --mode chat|chat-stream|attestation|signature|get [--path P]\n"
                "          [--concurrency N] [--duration S] [--warmup S] [--ramp S] [--max-tokens N] [--token T]\n"
                "          [--watch NAME=PID]... [--out FILE]\n"
-               "Fixed-concurrency load generator; prints JSON results (see bench/README.md).\n",
+               "Fixed-concurrency load generator; prints JSON results (see docs/performance.md).\n",
                argv0);
   std::exit(2);
 }
