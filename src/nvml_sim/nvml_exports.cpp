@@ -228,7 +228,7 @@ PI_EXPORT nvmlReturn_t nvmlSystemGetConfComputeSettings(nvmlSystemConfComputeSet
 }
 
 PI_EXPORT nvmlReturn_t nvmlDeviceGetConfComputeGpuAttestationReport(nvmlDevice_t device,
-                                                                     nvmlConfComputeGpuAttestationReport_t* report) {
+                                                                    nvmlConfComputeGpuAttestationReport_t* report) {
   CallGuard g;
   State& s = st();
   std::lock_guard lk(s.mu);
@@ -258,7 +258,7 @@ PI_EXPORT nvmlReturn_t nvmlDeviceGetConfComputeGpuAttestationReport(nvmlDevice_t
 }
 
 PI_EXPORT nvmlReturn_t nvmlDeviceGetConfComputeGpuCertificate(nvmlDevice_t device,
-                                                               nvmlConfComputeGpuCertificate_t* cert) {
+                                                              nvmlConfComputeGpuCertificate_t* cert) {
   CallGuard g;
   State& s = st();
   std::lock_guard lk(s.mu);

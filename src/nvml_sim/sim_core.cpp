@@ -78,7 +78,7 @@ std::string read_file(const std::string& path) {
 }
 
 bool file_exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -340,7 +340,8 @@ SimConfig config_from_env() {
   c.delay_ms = env_uint("PI_NVML_SIM_DELAY_MS", 0, 600000);
   std::string arch = env("PI_NVML_SIM_ARCH", "hopper");
   for (auto& ch : arch) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  if (arch != "HOPPER" && arch != "BLACKWELL") throw Err("PI_NVML_SIM_ARCH=" + arch + " is neither hopper nor blackwell");
+  if (arch != "HOPPER" && arch != "BLACKWELL")
+    throw Err("PI_NVML_SIM_ARCH=" + arch + " is neither hopper nor blackwell");
   c.arch = arch;
   c.pki_dir = env("PI_NVML_SIM_PKI_DIR");
   if (c.pki_dir.empty()) {
@@ -349,8 +350,9 @@ SimConfig config_from_env() {
   }
   c.replay_path = env("PI_NVML_SIM_REPLAY");
   if (c.mode == SimConfig::Mode::Replay && c.replay_path.empty()) {
-    throw Err("PI_NVML_SIM_MODE=replay needs PI_NVML_SIM_REPLAY=<evidence JSON>, e.g. "
-              "tests/fixtures/nvidia/nvat_multi_gpu_hopper.json");
+    throw Err(
+        "PI_NVML_SIM_MODE=replay needs PI_NVML_SIM_REPLAY=<evidence JSON>, e.g. "
+        "tests/fixtures/nvidia/nvat_multi_gpu_hopper.json");
   }
   return c;
 }
@@ -369,9 +371,8 @@ std::vector<SimGpu> make_gpus(const SimConfig& cfg) {
     if (!v.is_array() || v.as_array().empty()) throw Err(cfg.replay_path + " holds no evidence list");
     unsigned i = 0;
     for (const auto& item : v.as_array()) {
-      if (!item.is_object() || !item.as_object().contains("certificate") ||
-          !item.as_object().contains("evidence") || !item.as_object().at("certificate").is_string() ||
-          !item.as_object().at("evidence").is_string()) {
+      if (!item.is_object() || !item.as_object().contains("certificate") || !item.as_object().contains("evidence") ||
+          !item.as_object().at("certificate").is_string() || !item.as_object().at("evidence").is_string()) {
         throw Err(cfg.replay_path + ": item " + std::to_string(i) + " lacks certificate/evidence strings");
       }
       const auto& o = item.as_object();
@@ -398,7 +399,7 @@ std::vector<SimGpu> make_gpus(const SimConfig& cfg) {
 
   // testpki
   ::mkdir(cfg.pki_dir.c_str(), 0700);
-  struct stat st{};
+  struct stat st {};
   if (::stat(cfg.pki_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     throw Err("PI_NVML_SIM_PKI_DIR " + cfg.pki_dir + " is not a directory and cannot be created");
   }
@@ -406,17 +407,16 @@ std::vector<SimGpu> make_gpus(const SimConfig& cfg) {
   const std::string o = "PI SIMULATED test PKI (not NVIDIA)";
   KeyCert root = load_or_make(cfg.pki_dir, "root", {{"O", o}, {"CN", "PI SIMULATED GPU Device Identity TEST ROOT"}},
                               nullptr, true, -1);
-  KeyCert ica = load_or_make(cfg.pki_dir, "ica", {{"O", o}, {"CN", "PI SIMULATED GPU Device Identity ICA"}}, &root,
-                             true, 0);
+  KeyCert ica =
+      load_or_make(cfg.pki_dir, "ica", {{"O", o}, {"CN", "PI SIMULATED GPU Device Identity ICA"}}, &root, true, 0);
   const bool bw = cfg.arch == "BLACKWELL";
   const std::string chip = bw ? "GB100" : "GH100";
   for (unsigned i = 0; i < cfg.gpus; ++i) {
     const std::string stem = std::string(bw ? "gpu-blackwell-" : "gpu-hopper-") + std::to_string(i);
-    KeyCert leaf = load_or_make(cfg.pki_dir, stem,
-                                {{"O", o},
-                                 {"OU", "SIMULATED GPU " + std::to_string(i)},
-                                 {"CN", chip + " A01 GSP FMC LF SIMULATED"}},
-                                &ica, false, -1);
+    KeyCert leaf = load_or_make(
+        cfg.pki_dir, stem,
+        {{"O", o}, {"OU", "SIMULATED GPU " + std::to_string(i)}, {"CN", chip + " A01 GSP FMC LF SIMULATED"}}, &ica,
+        false, -1);
     SimGpu g;
     g.arch_code = bw ? 10 : 9;
     g.name = std::string(bw ? "NVIDIA B200" : "NVIDIA H100 80GB HBM3") + " (SIMULATED: test PKI)";
@@ -445,12 +445,12 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
   const bool bw = gpu.arch_code == 10;
   for (unsigned i = 1; i <= kBlocks; ++i) {
     b.push_back(static_cast<std::uint8_t>(i));
-    b.push_back(0x01);   // DMTF measurement specification
-    put_le(b, 51, 2);    // measurement size
-    b.push_back(0x01);   // DMTF value type (as recorded)
-    put_le(b, 48, 2);    // SHA-384 digest
-    std::string seed = std::string("PI SIMULATED GPU measurement ") + (bw ? "BLACKWELL " : "HOPPER ") +
-                       std::to_string(i);
+    b.push_back(0x01);  // DMTF measurement specification
+    put_le(b, 51, 2);   // measurement size
+    b.push_back(0x01);  // DMTF value type (as recorded)
+    put_le(b, 48, 2);   // SHA-384 digest
+    std::string seed =
+        std::string("PI SIMULATED GPU measurement ") + (bw ? "BLACKWELL " : "HOPPER ") + std::to_string(i);
     auto d = crypto::sha384(as_bytes(seed));
     b.insert(b.end(), d.begin(), d.end());
   }
@@ -462,8 +462,8 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
   std::string drv = cfg.driver_version;
   drv.push_back('\0');
   if (bw) {
-    put_tlv(op, 6, hexb("008800970f000000"));    // VBIOS version
-    put_tlv(op, 14, hexb("6f060000"));           // board id
+    put_tlv(op, 6, hexb("008800970f000000"));     // VBIOS version
+    put_tlv(op, 14, hexb("6f060000"));            // board id
     put_tlv(op, 15, hexb("383836000000000000"));  // chip SKU
     put_tlv(op, 16, hexb("3000000000"));
     put_tlv(op, 17, hexb("4735323500"));  // project
@@ -489,7 +489,7 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
   const bool multi = cfg.gpus > 1;
   put_tlv(op, 21, Bytes{static_cast<std::uint8_t>(cfg.ppcie ? 0xAA : 0x55)});  // PROTECTED_PCIE_STATUS
   if (cfg.ppcie) put_tlv(op, 22, hexb(kSwitchPdi));
-  put_tlv(op, 34, hexb("0100"));  // opaque data version
+  put_tlv(op, 34, hexb("0100"));                    // opaque data version
   std::uint8_t ff = cfg.ppcie ? 2 : multi ? 1 : 0;  // FEATURE_FLAG: SPT / MPT / PPCIE
   put_tlv(op, 36, Bytes{ff, 0x00});
   put_le(b, static_cast<std::uint32_t>(op.size()), 2);

@@ -30,8 +30,7 @@ using Clock = std::chrono::steady_clock;
 // Fixed-bucket histogram (seconds), lock-free.
 class Hist {
  public:
-  static constexpr std::array<double, 12> kBounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,  0.5,   1,    2.5,   5,    10};
+  static constexpr std::array<double, 12> kBounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   void observe(double s) {
     std::size_t i = 0;
     while (i < kBounds.size() && s > kBounds[i]) ++i;
@@ -93,7 +92,8 @@ std::string base64_encode(ByteView in) {
   out.reserve((in.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= in.size(); i += 3) {
-    std::uint32_t v = (static_cast<std::uint32_t>(in[i]) << 16) | (static_cast<std::uint32_t>(in[i + 1]) << 8) | in[i + 2];
+    std::uint32_t v =
+        (static_cast<std::uint32_t>(in[i]) << 16) | (static_cast<std::uint32_t>(in[i + 1]) << 8) | in[i + 2];
     out += kAlpha[(v >> 18) & 63];
     out += kAlpha[(v >> 12) & 63];
     out += kAlpha[(v >> 6) & 63];
@@ -176,9 +176,14 @@ GpuEvidenceResult GpuEvidenceCollector::build_result(const NvmlCollection& c, co
 
 namespace {
 
+// One request. Exactly one of the NVML thread (result) or the timeout claims `done` and calls `fn`.
 struct Waiter {
   std::atomic<bool> done{false};
-  std::function<void(GpuEvidenceResult)> fn;
+  std::function<void(GpuEvidenceResult, std::shared_ptr<void> keepalive)> fn;
+  // Async requests: keeps the per-request state (timer, coroutine handler) alive until `done` is claimed; whoever
+  // claims it releases it. Never destroyed by the NVML thread otherwise, so nothing of the caller's io_context is
+  // touched from that thread after a timeout.
+  std::shared_ptr<void> keepalive;
   Clock::time_point start = Clock::now();
   bool shared = false;
 };
@@ -219,19 +224,25 @@ struct GpuEvidenceCollector::Impl {
     if (w->done.exchange(true)) return;
     r.shared = w->shared;
     request_seconds.observe(std::chrono::duration<double>(Clock::now() - w->start).count());
-    w->fn(std::move(r));
+    w->fn(std::move(r), std::move(w->keepalive));
   }
 
-  void expire(const std::shared_ptr<Waiter>& w) {
-    if (w->done.load()) return;
-    GpuEvidenceResult r = simple(GpuEvidenceStatus::Timeout,
-                                 "GPU evidence was not collected within " + std::to_string(opts.timeout.count()) +
-                                     " ms (NVML busy or hung); no evidence is returned");
-    if (!w->done.exchange(true)) {
-      timeouts++;
-      request_seconds.observe(std::chrono::duration<double>(Clock::now() - w->start).count());
-      w->fn(std::move(r));
-    }
+  GpuEvidenceResult timeout_result() const {
+    return simple(GpuEvidenceStatus::Timeout, "GPU evidence was not collected within " +
+                                                  std::to_string(opts.timeout.count()) +
+                                                  " ms (NVML busy or hung); no evidence is returned");
+  }
+
+  // True when the timeout wins the race for `w` (the caller then answers Timeout itself).
+  bool claim_timeout(Waiter& w) {
+    if (w.done.exchange(true)) return false;
+    timeouts++;
+    request_seconds.observe(std::chrono::duration<double>(Clock::now() - w.start).count());
+    return true;
+  }
+
+  void expire(const std::shared_ptr<Waiter>& w) {  // blocking callers
+    if (claim_timeout(*w)) w->fn(timeout_result(), std::move(w->keepalive));
   }
 
   bool cache_stale_locked(Clock::time_point now) const {
@@ -430,7 +441,7 @@ GpuEvidenceResult GpuEvidenceCollector::collect_blocking(const protocol::Nonce& 
   auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
   auto fut = prom->get_future();
   auto w = std::make_shared<Waiter>();
-  w->fn = [prom](GpuEvidenceResult r) { prom->set_value(std::move(r)); };
+  w->fn = [prom](GpuEvidenceResult r, std::shared_ptr<void>) { prom->set_value(std::move(r)); };
   impl_->start_fresh(nonce, w);
   if (fut.wait_for(opts_.timeout) != std::future_status::ready) impl_->expire(w);
   return fut.get();
@@ -441,13 +452,24 @@ GpuEvidenceResult GpuEvidenceCollector::collect_cached_blocking() {
   auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
   auto fut = prom->get_future();
   auto w = std::make_shared<Waiter>();
-  w->fn = [prom](GpuEvidenceResult r) { prom->set_value(std::move(r)); };
+  w->fn = [prom](GpuEvidenceResult r, std::shared_ptr<void>) { prom->set_value(std::move(r)); };
   impl_->start_cached(w);
   if (fut.wait_for(opts_.timeout) != std::future_status::ready) impl_->expire(w);
   return fut.get();
 }
 
 namespace {
+
+// Per async request: the timeout timer and the coroutine's completion handler, both used only on the caller's
+// executor.
+template <typename H>
+struct AsyncOp {
+  AsyncOp(const boost::asio::any_io_executor& ex, std::chrono::milliseconds t, H&& h)
+      : timer(ex, t), handler(std::move(h)) {}
+  boost::asio::steady_timer timer;
+  H handler;
+  std::shared_ptr<Waiter> w;
+};
 
 // Runs `start(waiter)` and completes the awaiting coroutine on its own executor, with a timer for the timeout.
 template <typename Start>
@@ -456,18 +478,27 @@ boost::asio::awaitable<GpuEvidenceResult> await_waiter(GpuEvidenceCollector::Imp
   auto ex = co_await boost::asio::this_coro::executor;
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>, void(GpuEvidenceResult)>(
       [impl, ex, timeout, start](auto handler) {
-        using H = decltype(handler);
-        auto h = std::make_shared<H>(std::move(handler));
-        auto timer = std::make_shared<boost::asio::steady_timer>(ex, timeout);
+        using Op = AsyncOp<decltype(handler)>;
+        auto op = std::make_shared<Op>(ex, timeout, std::move(handler));
         auto w = std::make_shared<Waiter>();
-        w->fn = [h, ex, timer](GpuEvidenceResult r) {
-          boost::asio::post(ex, [h, timer, r = std::move(r)]() mutable {
-            timer->cancel();
-            std::move (*h)(std::move(r));
+        op->w = w;
+        w->keepalive = op;  // released by whoever claims `done`
+        // NVML thread, after it claimed `done`: the op travels to the caller's executor inside the posted function,
+        // so it is used and destroyed there only.
+        w->fn = [ex](GpuEvidenceResult r, std::shared_ptr<void> keep) {
+          auto o = std::static_pointer_cast<Op>(std::move(keep));
+          boost::asio::post(ex, [o = std::move(o), r = std::move(r)]() mutable {
+            o->timer.cancel();
+            auto& h = o->handler;
+            std::move(h)(std::move(r));
           });
         };
-        timer->async_wait([impl, w](const boost::system::error_code& ec) {
-          if (!ec) impl->expire(w);
+        op->timer.async_wait([op, impl](const boost::system::error_code& ec) {
+          if (ec) return;
+          if (!impl->claim_timeout(*op->w)) return;
+          op->w->keepalive.reset();
+          auto& h = op->handler;
+          std::move(h)(impl->timeout_result());
         });
         start(w);
       },

@@ -51,12 +51,12 @@
 namespace pi::tee {
 
 struct GpuEvidenceOptions {
-  std::string library_path;  // "" → NvmlLibrary::kDefaultPath (libnvidia-ml.so.1)
-  std::chrono::milliseconds timeout{std::chrono::seconds(15)};    // per request: queue wait + NVML time
-  std::size_t max_fresh = 4;                                      // fresh-nonce collections queued or running
-  std::chrono::milliseconds cache_ttl{std::chrono::minutes(5)};   // age at which the no-nonce result is refreshed
-  std::chrono::milliseconds error_retry{std::chrono::seconds(5)}; // a cached failure is retried after this
-  unsigned retry_after_s = 1;                                     // advised Retry-After for Busy
+  std::string library_path;                                      // "" → NvmlLibrary::kDefaultPath (libnvidia-ml.so.1)
+  std::chrono::milliseconds timeout{std::chrono::seconds(15)};   // per request: queue wait + NVML time
+  std::size_t max_fresh = 4;                                     // fresh-nonce collections queued or running
+  std::chrono::milliseconds cache_ttl{std::chrono::minutes(5)};  // age at which the no-nonce result is refreshed
+  std::chrono::milliseconds error_retry{std::chrono::seconds(5)};  // a cached failure is retried after this
+  unsigned retry_after_s = 1;                                      // advised Retry-After for Busy
 };
 
 enum class GpuEvidenceStatus {

@@ -225,10 +225,10 @@ NvmlCollection NvmlLibrary::collect(const protocol::Nonce& nonce) {
     }
   }
   if (!out.cc.cc_enabled) {
-    return fail(NvmlErrorKind::CcOff,
-                "confidential computing is not enabled on this system (NVML CC feature " +
-                    std::to_string(st.ccFeature) + ", environment " + std::to_string(st.environment) +
-                    "): the GPUs cannot produce attestation evidence");
+    return fail(NvmlErrorKind::CcOff, "confidential computing is not enabled on this system (NVML CC feature " +
+                                          std::to_string(st.ccFeature) + ", environment " +
+                                          std::to_string(st.environment) +
+                                          "): the GPUs cannot produce attestation evidence");
   }
   unsigned ready = 0;
   if (auto rc = f.cc_ready(&ready); rc != NVML_SUCCESS) {
@@ -299,8 +299,7 @@ NvmlCollection NvmlLibrary::collect(const protocol::Nonce& nonce) {
       return fail(NvmlErrorKind::DeviceError, gpu + " (" + g.uuid + "): attestation certificate chain size " +
                                                   std::to_string(cert->attestationCertChainSize) + " is out of range");
     }
-    g.cert_chain_pem.assign(reinterpret_cast<const char*>(cert->attestationCertChain),
-                            cert->attestationCertChainSize);
+    g.cert_chain_pem.assign(reinterpret_cast<const char*>(cert->attestationCertChain), cert->attestationCertChainSize);
     while (!g.cert_chain_pem.empty() && g.cert_chain_pem.back() == '\0') g.cert_chain_pem.pop_back();
 
     auto from_dev = nvml_arch_name(g.arch_code);

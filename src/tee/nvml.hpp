@@ -116,23 +116,23 @@ using nvmlDeviceGetArchitecture_fn = nvmlReturn_t (*)(nvmlDevice_t device, unsig
 using nvmlSystemGetConfComputeState_fn = nvmlReturn_t (*)(nvmlConfComputeSystemState_t* state);
 using nvmlSystemGetConfComputeGpusReadyState_fn = nvmlReturn_t (*)(unsigned int* isAcceptingWork);
 using nvmlSystemGetConfComputeSettings_fn = nvmlReturn_t (*)(nvmlSystemConfComputeSettings_v1_t* settings);
-using nvmlDeviceGetConfComputeGpuAttestationReport_fn =
-    nvmlReturn_t (*)(nvmlDevice_t device, nvmlConfComputeGpuAttestationReport_t* report);
-using nvmlDeviceGetConfComputeGpuCertificate_fn =
-    nvmlReturn_t (*)(nvmlDevice_t device, nvmlConfComputeGpuCertificate_t* cert);
+using nvmlDeviceGetConfComputeGpuAttestationReport_fn = nvmlReturn_t (*)(nvmlDevice_t device,
+                                                                         nvmlConfComputeGpuAttestationReport_t* report);
+using nvmlDeviceGetConfComputeGpuCertificate_fn = nvmlReturn_t (*)(nvmlDevice_t device,
+                                                                   nvmlConfComputeGpuCertificate_t* cert);
 
 }  // namespace nvml_abi
 
 // Why a collection failed (the proxy turns every kind into a clear gpu_evidence_error, never into evidence).
 enum class NvmlErrorKind {
   None,
-  LibraryMissing,   // dlopen failed (no NVIDIA driver on this machine, or a wrong --nvml-lib path)
-  SymbolMissing,    // the library lacks a function we need (driver too old for confidential computing)
-  InitFailed,       // nvmlInit_v2 failed (driver not loaded, no permission, ...)
-  CcOff,            // confidential computing is not enabled on this system
-  NotReady,         // CC is on but the GPUs do not accept work yet (nvidia-smi conf-compute -srs 1 not done)
-  NoDevices,        // CC on, zero GPUs
-  DeviceError,      // a per-device call failed
+  LibraryMissing,  // dlopen failed (no NVIDIA driver on this machine, or a wrong --nvml-lib path)
+  SymbolMissing,   // the library lacks a function we need (driver too old for confidential computing)
+  InitFailed,      // nvmlInit_v2 failed (driver not loaded, no permission, ...)
+  CcOff,           // confidential computing is not enabled on this system
+  NotReady,        // CC is on but the GPUs do not accept work yet (nvidia-smi conf-compute -srs 1 not done)
+  NoDevices,       // CC on, zero GPUs
+  DeviceError,     // a per-device call failed
 };
 const char* to_string(NvmlErrorKind k);
 
