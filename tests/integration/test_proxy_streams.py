@@ -50,12 +50,22 @@ def test_client_disconnect_mid_stream_stops_generation(proxy, backend, stack):
     received = b""
     with client.stream("POST", CHAT, content=body, headers=JSON) as r:
         assert r.status_code == 200
-        for chunk in r.iter_raw():
+        # Keep a reference to the iterator: a dropped httpx byte iterator closes the connection at once, and the
+        # stream must stay open (unread) while the test checks that the backend is generating.
+        chunks = r.iter_raw()
+        for chunk in chunks:
             received += chunk
             events = received.count(b"\n\n")
             if events >= 5:
                 break
-        assert backend.busy_slots(), "the backend was not generating while the stream was open"
+        # llama.cpp answers /slots from its main loop, so the view may lag a little: poll while the stream is open
+        deadline = time.monotonic() + 5
+        while not backend.busy_slots():
+            assert time.monotonic() < deadline, "the backend was not generating while the stream was open"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert backend.busy_slots(), "generation stopped although the client was still connected"
+        chunks.close()
     client.close()  # closes the connection: the response was not read to its end
     disconnected = time.monotonic()
     waited = _wait_idle(backend, 5.0)
