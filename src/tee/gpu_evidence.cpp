@@ -197,6 +197,7 @@ struct Job {
 }  // namespace
 
 struct GpuEvidenceCollector::Impl {
+  std::unique_ptr<NvmlLibrary> lib_owner;
   NvmlLibrary* lib = nullptr;
   GpuEvidenceOptions opts;
 
@@ -206,6 +207,9 @@ struct GpuEvidenceCollector::Impl {
   std::map<protocol::Nonce, std::shared_ptr<Job>> pending;  // queued or running, by nonce
   std::size_t fresh_inflight = 0;
   bool stop = false;
+  bool abandoned = false;  // shutdown gave up waiting for NVML: touch no waiter any more
+  bool exited = false;
+  std::condition_variable exit_cv;
   // no-nonce cache
   bool cache_wanted = false;
   std::shared_ptr<Job> cache_job;  // queued or running cache refresh
@@ -370,6 +374,10 @@ struct GpuEvidenceCollector::Impl {
       GpuEvidenceResult r = GpuEvidenceCollector::build_result(c, job->nonce);
 
       lk.lock();
+      if (abandoned) {
+        abandon_locked(job);
+        return;
+      }
       pending.erase(job->nonce);
       if (job->for_cache) {
         cache = std::make_shared<const GpuEvidenceResult>(r);
@@ -396,37 +404,62 @@ struct GpuEvidenceCollector::Impl {
     pending.clear();
     lk.unlock();
     for (auto& w : left) complete(w, simple(GpuEvidenceStatus::Error, "GPU evidence collector is shutting down"));
+    lk.lock();
+    exited = true;
+    exit_cv.notify_all();
+  }
+
+  // The waiters may belong to io_contexts that no longer exist: keep them (and what they own) alive, untouched, for
+  // the rest of the process.
+  void abandon_locked(const std::shared_ptr<Job>& running) {
+    static auto* graveyard = new std::vector<std::shared_ptr<Job>>();  // reachable: not reported as a leak
+    graveyard->push_back(running);
+    for (auto& j : queue) graveyard->push_back(j);
+    queue.clear();
+    pending.clear();
+    cache_job.reset();
+    exited = true;
+    exit_cv.notify_all();
   }
 };
 
 GpuEvidenceCollector::GpuEvidenceCollector(GpuEvidenceOptions opts) : opts_(std::move(opts)) {
   if (opts_.max_fresh == 0) opts_.max_fresh = 1;
-  impl_ = std::make_unique<Impl>();
+  impl_ = std::make_shared<Impl>();
   impl_->opts = opts_;
   const std::string path = opts_.library_path.empty() ? NvmlLibrary::kDefaultPath : opts_.library_path;
   try {
-    lib_ = NvmlLibrary::open(path);
+    impl_->lib_owner = NvmlLibrary::open(path);
   } catch (const NvmlError& e) {
     load_error_ = std::string("GPU evidence unavailable: ") + e.what();
     spdlog::warn("{}", load_error_);
     return;
   }
-  impl_->lib = lib_.get();
-  spdlog::info("NVML loaded from {}{}", lib_->path(), lib_->simulated() ? " (SIMULATED NVML)" : "");
-  impl_->worker = std::thread([this] { impl_->run(); });
+  impl_->lib = impl_->lib_owner.get();
+  available_ = true;
+  simulated_ = impl_->lib->simulated();
+  spdlog::info("NVML loaded from {}{}", impl_->lib->path(), simulated_ ? " (SIMULATED NVML)" : "");
+  impl_->worker = std::thread([impl = impl_] { impl->run(); });
 }
 
-GpuEvidenceCollector::~GpuEvidenceCollector() {
-  {
-    std::lock_guard lk(impl_->mu);
-    impl_->stop = true;
+GpuEvidenceCollector::~GpuEvidenceCollector() { shutdown(); }
+
+void GpuEvidenceCollector::shutdown(std::chrono::milliseconds grace) {
+  const auto impl = impl_;
+  std::unique_lock lk(impl->mu);
+  impl->stop = true;
+  impl->cv.notify_all();
+  if (!impl->worker.joinable()) return;
+  if (!impl->exit_cv.wait_for(lk, grace, [&] { return impl->exited; })) {
+    impl->abandoned = true;
+    lk.unlock();
+    spdlog::error("NVML did not return within {} ms at shutdown: its thread is abandoned", grace.count());
+    impl->worker.detach();
+    return;
   }
-  impl_->cv.notify_all();
-  if (impl_->worker.joinable()) impl_->worker.join();
-  impl_.reset();  // before lib_: the thread is gone
+  lk.unlock();
+  impl->worker.join();
 }
-
-bool GpuEvidenceCollector::simulated() const { return lib_ && lib_->simulated(); }
 
 namespace {
 
@@ -437,7 +470,7 @@ GpuEvidenceResult unavailable(const std::string& load_error) {
 }  // namespace
 
 GpuEvidenceResult GpuEvidenceCollector::collect_blocking(const protocol::Nonce& nonce) {
-  if (!lib_) return unavailable(load_error_);
+  if (!available_) return unavailable(load_error_);
   auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
   auto fut = prom->get_future();
   auto w = std::make_shared<Waiter>();
@@ -448,7 +481,7 @@ GpuEvidenceResult GpuEvidenceCollector::collect_blocking(const protocol::Nonce& 
 }
 
 GpuEvidenceResult GpuEvidenceCollector::collect_cached_blocking() {
-  if (!lib_) return unavailable(load_error_);
+  if (!available_) return unavailable(load_error_);
   auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
   auto fut = prom->get_future();
   auto w = std::make_shared<Waiter>();
@@ -508,7 +541,7 @@ boost::asio::awaitable<GpuEvidenceResult> await_waiter(GpuEvidenceCollector::Imp
 }  // namespace
 
 boost::asio::awaitable<GpuEvidenceResult> GpuEvidenceCollector::collect(const protocol::Nonce& nonce) {
-  if (!lib_) co_return unavailable(load_error_);
+  if (!available_) co_return unavailable(load_error_);
   protocol::Nonce n = nonce;
   Impl* impl = impl_.get();
   co_return co_await await_waiter(impl, opts_.timeout,
@@ -516,7 +549,7 @@ boost::asio::awaitable<GpuEvidenceResult> GpuEvidenceCollector::collect(const pr
 }
 
 boost::asio::awaitable<GpuEvidenceResult> GpuEvidenceCollector::collect_cached() {
-  if (!lib_) co_return unavailable(load_error_);
+  if (!available_) co_return unavailable(load_error_);
   Impl* impl = impl_.get();
   co_return co_await await_waiter(impl, opts_.timeout,
                                   [impl](const std::shared_ptr<Waiter>& w) { impl->start_cached(w); });
@@ -546,7 +579,7 @@ void GpuEvidenceCollector::render_metrics(std::string& out) const {
            std::to_string(v) + "\n";
   };
   const Impl& m = *impl_;
-  gauge("pi_gpu_evidence_available", "1 when an NVML library is loaded", lib_ ? 1 : 0);
+  gauge("pi_gpu_evidence_available", "1 when an NVML library is loaded", available_ ? 1 : 0);
   gauge("pi_gpu_evidence_simulated", "1 when the loaded NVML is the project's simulated library", simulated() ? 1 : 0);
   out +=
       "# HELP pi_gpu_evidence_collections_total NVML evidence collections run\n"

@@ -109,15 +109,20 @@ class GpuEvidenceCollector {
   // Loads NVML (never throws for a missing/broken library: available() is false and every request answers
   // Unavailable with load_error()). Starts the NVML thread only when the library loaded.
   explicit GpuEvidenceCollector(GpuEvidenceOptions opts);
-  // Joins the NVML thread (waits for a running NVML call); requests still queued complete with Error.
-  // Destroy only after every pending collect() has completed (the proxy: after its io_contexts stopped).
+  // Calls shutdown().
   ~GpuEvidenceCollector();
+  // Stops the NVML thread: waits up to `grace` for a running NVML call, then completes every waiting request with
+  // Error ("shutting down"), async ones by posting to their executors. Call it BEFORE the io_contexts that awaited
+  // collect() are destroyed (the proxy: when its io_contexts have stopped, before destroying them). If NVML hangs past
+  // `grace`, its thread is detached and the requests it holds are leaked untouched (never completed on a destroyed
+  // executor). Idempotent; later requests answer Error.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
   GpuEvidenceCollector(const GpuEvidenceCollector&) = delete;
   GpuEvidenceCollector& operator=(const GpuEvidenceCollector&) = delete;
 
-  bool available() const { return lib_ != nullptr; }
+  bool available() const { return available_; }
   const std::string& load_error() const { return load_error_; }
-  bool simulated() const;  // the loaded library says it is the simulated NVML
+  bool simulated() const { return simulated_; }  // the loaded library says it is the simulated NVML
   const GpuEvidenceOptions& options() const { return opts_; }
 
   // Async: evidence bound to `nonce`. Completion is posted to the awaiting coroutine's executor.
@@ -141,9 +146,10 @@ class GpuEvidenceCollector {
 
  private:
   GpuEvidenceOptions opts_;
-  std::unique_ptr<NvmlLibrary> lib_;
+  bool available_ = false;
+  bool simulated_ = false;
   std::string load_error_;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the NVML thread (which may outlive us if NVML hangs at shutdown)
 };
 
 // Standard base64 with padding.

@@ -8,6 +8,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <fstream>
@@ -308,6 +309,57 @@ TEST_F(GpuEvidenceCollectorTest, ApplyToMarksSimulatedEvidenceAndMetricsRender) 
   std::string m2;
   none.render_metrics(m2);
   EXPECT_NE(m2.find("pi_gpu_evidence_available 0"), std::string::npos);
+}
+
+TEST_F(GpuEvidenceCollectorTest, ShutdownCompletesWaitingRequestsOnTheirExecutor) {
+  setenv("PI_NVML_SIM_DELAY_MS", "300", 1);
+  GpuEvidenceCollector col(opts());
+  ASSERT_TRUE(col.available()) << col.load_error();
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::vector<GpuEvidenceResult> results(3);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    boost::asio::co_spawn(
+        io,
+        [&col, &results, i]() -> boost::asio::awaitable<void> { results[i] = co_await col.collect(random_nonce()); },
+        boost::asio::detached);
+  }
+  std::thread t([&io] { io.run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the first collection is running, two are queued
+  col.shutdown();
+  guard.reset();
+  t.join();
+  EXPECT_TRUE(results[0].ok()) << results[0].error;  // the running collection finishes
+  for (std::size_t i = 1; i < results.size(); ++i) {
+    EXPECT_EQ(results[i].status, GpuEvidenceStatus::Error);
+    EXPECT_NE(results[i].error.find("shutting down"), std::string::npos) << results[i].error;
+  }
+  auto after = col.collect_blocking(random_nonce());
+  EXPECT_EQ(after.status, GpuEvidenceStatus::Error);
+}
+
+TEST_F(GpuEvidenceCollectorTest, HungNvmlAtShutdownIsAbandonedWithoutTouchingDestroyedExecutors) {
+  setenv("PI_NVML_SIM_DELAY_MS", "500", 1);
+  auto col = std::make_unique<GpuEvidenceCollector>(opts());
+  ASSERT_TRUE(col->available()) << col->load_error();
+  bool completed = false;
+  {
+    boost::asio::io_context io;
+    boost::asio::co_spawn(
+        io,
+        [&col, &completed]() -> boost::asio::awaitable<void> {
+          (void)co_await col->collect(random_nonce());
+          completed = true;
+        },
+        boost::asio::detached);
+    std::thread t([&io] { io.run_for(std::chrono::milliseconds(100)); });
+    t.join();
+    col->shutdown(std::chrono::milliseconds(20));  // NVML still busy: abandoned
+  }                                                // the io_context is destroyed while the NVML call is still running
+  col.reset();
+  // Let the abandoned call return: it must not complete the request on the destroyed io_context.
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_FALSE(completed);
 }
 
 TEST(GpuEvidenceBase64, MatchesRfc4648Vectors) {
