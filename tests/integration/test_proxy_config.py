@@ -136,3 +136,27 @@ def test_streamed_request_rejected_by_backend_passes_through(proxy, backend):
     with proxy.client() as c:
         via = c.post(CHAT, content=body, headers=JSON)
     assert (via.status_code, via.content) == (direct.status_code, direct.content)
+
+
+def test_max_body_bytes_with_content_length_and_chunked(stack, backend):
+    """--max-body-bytes 4096: a body just under passes to the backend; over it -> 413, declared or chunked."""
+    token = secrets.token_urlsafe(24)
+    p = start_proxy(stack, "proxy-small-body", backend.url, None, [token], extra=["--max-body-bytes", "4096"])
+    marker = stack.marker()
+    filler = "x" * (4096 - 120)
+    under = json.dumps({"messages": [{"role": "user", "content": f"{marker} {filler}"}], "max_tokens": 2}).encode()
+    under = under[:4096] if len(under) <= 4096 else None
+    assert under is not None and len(under) <= 4096
+    over = json.dumps({"messages": [{"role": "user", "content": f"{marker} {filler} {filler}"}]}).encode()
+    assert len(over) > 4096
+    with p.client() as c:
+        r = c.post(CHAT, content=under, headers=JSON)
+        assert r.status_code == 200, r.text
+        stack.remember_body(r.content)
+    with p.client() as c:
+        vh.check_error_envelope(c.post(CHAT, content=over, headers=JSON), 413)
+    with p.client() as c:
+        chunked = c.post(CHAT, content=iter([over[:3000], over[3000:]]), headers=JSON)
+        assert "content-length" not in {k.lower() for k in chunked.request.headers}
+        vh.check_error_envelope(chunked, 413)
+    assert p.proc.stop() == 0, p.proc.tail()
