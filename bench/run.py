@@ -234,10 +234,15 @@ class Bench:
             if proxy is not None and proxy.poll() is not None:
                 raise RuntimeError(f"the proxy exited during the run (status {proxy.returncode}); see "
                                    f"{self.tmp / 'proxy.log'}")
-            return res
         finally:
             self.stop(proxy)
             self.stop(backend)
+        if proxy is not None and proxy.returncode not in (0, -signal.SIGTERM):
+            # The proxy handles SIGTERM and should exit cleanly; anything else is a defect to report.
+            res["proxy_exit_status"] = proxy.returncode
+            print(f"  WARNING: the proxy exited with status {proxy.returncode} on SIGTERM (see "
+                  f"{self.tmp / 'proxy.log'})", flush=True)
+        return res
 
     # ---- the whole run ------------------------------------------------------------------------
 
@@ -286,7 +291,10 @@ class Bench:
             "targets": check_targets(results),
             "micro": micro,
         }
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if any(r2.get("proxy_exit_status") is not None for r in results for r2 in r["runs"]["proxied"]):
+            print(f"  logs kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         return out
 
     def run_micro(self) -> list[dict] | None:
@@ -445,6 +453,9 @@ def render(out: dict) -> str:
             if r["summary"][t]["error_kinds"]]
     for name, t, kinds in errs:
         lines.append(f"Errors in {name} ({t}): {kinds}")
+    bad_exits = sorted({r2.get("proxy_exit_status") for r in out["cells"] for r2 in r["runs"]["proxied"]} - {None})
+    if bad_exits:
+        lines.append(f"WARNING: the proxy did not exit cleanly on SIGTERM (exit statuses {bad_exits}).")
     lines.append("")
     lines.append("Targets:")
     for t in out["targets"]:
