@@ -1051,6 +1051,9 @@ void ProxyServer::run(bool handle_signals) {
   for (std::size_t i = 1; i < im.workers.size(); ++i) threads.emplace_back([&w = *im.workers[i]] { w.ioc.run(); });
   im.workers[0]->ioc.run();
   for (auto& t : threads) t.join();
+  // The event loops have stopped: complete GPU-evidence requests still waiting before the loops
+  // (and the coroutines parked on them) are destroyed.
+  if (im.tee.gpu) im.tee.gpu->shutdown();
 }
 
 void ProxyServer::stop() {
