@@ -262,7 +262,8 @@ struct ProxyServer::Impl {
     bool reserved = false;     // a signature-store slot is held
     bool client_gone = false;  // set by the watcher
     bool client_reusable = false;
-    bool responded = false;  // something was written to the client
+    bool responded = false;        // something was written to the client
+    bool stream_finished = false;  // the engine's stream ended and was judged (signed or not)
     std::string signed_id;
     tcp::socket* backend_socket = nullptr;
     std::string pipelined;  // bytes the client sent while we were busy (next request)
@@ -512,6 +513,7 @@ struct ProxyServer::Impl {
       }
       drop_reservation(x);
     }
+    x.stream_finished = true;
     client.expires_after(cfg.client_timeout);
     if (!held.empty()) {
       auto [wec, wn] = co_await net::async_write(client, http::make_chunk(net::buffer(held)), kTuple);
@@ -588,6 +590,15 @@ struct ProxyServer::Impl {
     co_await (exchange(client, x, t0) || watch_client(client, x));
     metrics.inflight--;
     drop_reservation(x);
+    if (x.client_gone && x.stream_finished) {
+      // Clients such as the openai SDK stop reading at [DONE] and close before the final
+      // zero-length chunk: the exchange completed (and was judged) all the same.
+      spdlog::info("{} {} -> {} out={}B {:.1f}ms{}{} (client closed after the last event)",
+                   std::string_view(b.method_string()), route_name(ri.route), x.status, x.bytes_out,
+                   std::chrono::duration<double, std::milli>(Clock::now() - t0).count(),
+                   x.signed_id.empty() ? "" : " signed id=", x.signed_id);
+      co_return false;
+    }
     if (x.client_gone) {
       metrics.client_disconnects += x.responded ? 0 : 1;
       if (!x.responded) metrics.count_response(ri.route, 0);
@@ -909,6 +920,13 @@ struct ProxyServer::Impl {
       client.expires_after(cfg.client_timeout);
       auto [hec, hn] = co_await http::async_read_header(client, cbuf, parser, kTuple);
       const auto t0 = Clock::now();
+      if (hec == http::error::body_limit) {  // Beast checks a declared Content-Length while reading the header
+        auto pending = make_error(http::status::payload_too_large,
+                                  "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
+                                  "invalid_request_error", "request_too_large", false, true);
+        co_await send(client, std::move(pending), Route::Other, t0);
+        break;
+      }
       if (hec) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != net::error::connection_reset &&
             hec != net::error::eof && hec != http::error::partial_message &&
