@@ -282,6 +282,13 @@ PI_EXPORT int pi_nvml_sim_is_simulated() { return 1; }
 PI_EXPORT int pi_nvml_sim_max_concurrent_calls() { return st().max_active.load(); }
 // NVML calls made so far.
 PI_EXPORT unsigned long long pi_nvml_sim_call_count() { return st().calls.load(); }
+// NVML calls running right now, and how many nvmlInit_v2 are not yet matched by nvmlShutdown (tests wait for 0/0).
+PI_EXPORT int pi_nvml_sim_active_calls() { return st().active.load(); }
+PI_EXPORT int pi_nvml_sim_init_count() {
+  State& s = st();
+  std::lock_guard lk(s.mu);
+  return s.init_count;
+}
 PI_EXPORT void pi_nvml_sim_reset_counters() {
   st().max_active = 0;
   st().calls = 0;

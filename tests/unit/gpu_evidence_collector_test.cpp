@@ -55,17 +55,21 @@ struct SimProbe {
   int (*max_concurrent)() = nullptr;
   unsigned long long (*calls)() = nullptr;
   void (*reset)() = nullptr;
+  int (*active)() = nullptr;
+  int (*init_count)() = nullptr;
   explicit SimProbe(const std::string& path) {
     h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) return;
     max_concurrent = reinterpret_cast<int (*)()>(dlsym(h, "pi_nvml_sim_max_concurrent_calls"));
     calls = reinterpret_cast<unsigned long long (*)()>(dlsym(h, "pi_nvml_sim_call_count"));
     reset = reinterpret_cast<void (*)()>(dlsym(h, "pi_nvml_sim_reset_counters"));
+    active = reinterpret_cast<int (*)()>(dlsym(h, "pi_nvml_sim_active_calls"));
+    init_count = reinterpret_cast<int (*)()>(dlsym(h, "pi_nvml_sim_init_count"));
   }
   ~SimProbe() {
     if (h) dlclose(h);
   }
-  bool ok() const { return max_concurrent && calls && reset; }
+  bool ok() const { return max_concurrent && calls && reset && active && init_count; }
 };
 
 class GpuEvidenceCollectorTest : public ::testing::Test {
@@ -229,7 +233,7 @@ TEST_F(GpuEvidenceCollectorTest, SlowNvmlTimesOutWithoutEvidenceAndRecovers) {
 
 TEST_F(GpuEvidenceCollectorTest, NoNonceReportsAreCachedAndRefreshedInTheBackground) {
   auto o = opts();
-  o.cache_ttl = std::chrono::milliseconds(300);
+  o.cache_ttl = std::chrono::milliseconds(1000);
   GpuEvidenceCollector col(o);
   ASSERT_TRUE(col.available()) << col.load_error();
   auto first = col.collect_cached_blocking();
@@ -357,8 +361,15 @@ TEST_F(GpuEvidenceCollectorTest, HungNvmlAtShutdownIsAbandonedWithoutTouchingDes
     col->shutdown(std::chrono::milliseconds(20));  // NVML still busy: abandoned
   }                                                // the io_context is destroyed while the NVML call is still running
   col.reset();
-  // Let the abandoned call return: it must not complete the request on the destroyed io_context.
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // Let the abandoned call return (it must not complete the request on the destroyed io_context) and its thread
+  // shut NVML down, so that no later test sees its calls.
+  SimProbe probe(sim_lib_path());
+  ASSERT_TRUE(probe.ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((probe.init_count() != 0 || probe.active() != 0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(probe.init_count(), 0);
   EXPECT_FALSE(completed);
 }
 
