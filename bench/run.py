@@ -491,6 +491,9 @@ def main() -> int:
     ap.add_argument("--proxy-log-level", default="info", help="the proxy's --log-level (default: its default)")
     ap.add_argument("--proxy-threads", type=int, default=0, help="proxy --threads when not pinned (0: its default)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"), help="JSON results")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="also put the table into docs/performance.md (between its bench:latest markers)")
+    ap.add_argument("--from-json", default=None, help="do not run: render the table of an earlier results JSON")
     ap.add_argument("--table", default=None, help="also write the printed table here (default: next to --out)")
     args = ap.parse_args()
     if args.quick:
@@ -505,8 +508,10 @@ def main() -> int:
     if soft < 10000:
         print(f"warning: open-files limit {soft} is too low for 4096 streams through the proxy (need ~8300)")
 
-    bench = Bench(args)
-    out = bench.run()
+    if args.from_json:
+        out = json.loads(Path(args.from_json).read_text())
+    else:
+        out = Bench(args).run()
     table = render(out)
     print()
     print(table)
@@ -518,6 +523,22 @@ def main() -> int:
     table_path = Path(args.table) if args.table else out_path.with_suffix(".txt")
     table_path.write_text(table + "\n")
     print(f"\nwrote {out_path} and {table_path}")
+    if args.write_docs:
+        write_docs(table)
+    return 0
+
+
+def write_docs(table: str) -> None:
+    doc = ROOT / "docs" / "performance.md"
+    text = doc.read_text()
+    begin, end = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
+    if begin not in text or end not in text:
+        print(f"{doc} has no {begin} / {end} markers; not updated")
+        return
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n```\n{table}\n```\n{end}{tail}")
+    print(f"updated {doc}")
     return 0
 
 
