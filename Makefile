@@ -13,7 +13,7 @@ JOBS       ?= $(shell nproc)
 # Debian bookworm packages the build and the tests need.
 APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1.81-dev libssl-dev \
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev \
-  python3-venv nodejs npm clang-format clang-tidy
+  python3-venv clang-format clang-tidy
 
 .PHONY: deps build build-asan venv js-deps test unit-test integration-test demo bench lint format clean
 
@@ -24,6 +24,10 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# Node.js may come from outside Debian (its npm then conflicts with Debian's): install only if absent.
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPI_BUILD_TESTS=OFF
