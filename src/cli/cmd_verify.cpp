@@ -43,6 +43,7 @@ struct CommonOpts {
   std::string token;
   std::string cache_dir;
   int timeout_s = 30;
+  std::vector<std::string> gpu_extra_roots;  // PEM files of TEST roots (simulated NVML); checks become SIMULATED
 };
 
 struct AttOpts {
@@ -82,6 +83,10 @@ void add_common(CLI::App* sub, CommonOpts& o) {
   sub->add_option("--cache-dir", o.cache_dir,
                   "collateral cache folder (default ~/.cache/private-inference/collateral)");
   sub->add_option("--timeout", o.timeout_s, "network timeout in seconds")->check(CLI::Range(1, 600));
+  sub->add_option("--gpu-test-root", o.gpu_extra_roots,
+                  "PEM file of a TEST GPU root to trust besides NVIDIA's (simulated NVML); every check that relies "
+                  "on it is labelled SIMULATED")
+      ->check(CLI::ExistingFile);
 }
 
 std::string trim_url(std::string u) {
@@ -127,6 +132,7 @@ AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed
   o.gpu.now = o.now;
   o.gpu.jwks_path = c.jwks;
   o.gpu.nras_response_path = c.nras_response;
+  for (const auto& path : c.gpu_extra_roots) o.gpu.extra_root_pems.push_back(read_file(path, "GPU test root"));
   o.gpu.nras = network_allowed && !c.no_nras && (c.nras || !c.url.empty());
   return o;
 }
