@@ -76,8 +76,10 @@ bench: build venv
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')
 
+# clang-format and clang-tidy (.clang-tidy) over the sources; slow (Beast), so not part of `make test`.
 lint: build-asan
 	clang-format --dry-run -Werror $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')
+	clang-tidy -p $(BUILD_ASAN) --quiet $$(git ls-files 'src/*.cpp')
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -46,7 +46,7 @@ protocol::SigningIdentity derive_identity(const tee::DstackEndpoint& ep, const s
   auto ecdsa = crypto::EthSigner::from_secret(ByteView(ecdsa_key.key.data(), 32));
   auto ed = crypto::Ed25519Signer::from_seed(ByteView(ed_key.key.data(), 32));
   if (!ecdsa || !ed) throw std::runtime_error("dstack GetKey returned an unusable key");
-  return protocol::SigningIdentity(std::move(*ecdsa), std::move(*ed));
+  return protocol::SigningIdentity(*ecdsa, std::move(*ed));
 }
 
 }  // namespace

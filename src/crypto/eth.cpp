@@ -16,7 +16,7 @@ namespace {
 // const use after creation.
 const secp256k1_context* ctx() {
   static secp256k1_context* c = [] {
-    secp256k1_context* p = secp256k1_context_create(SECP256K1_CONTEXT_SIGN | SECP256K1_CONTEXT_VERIFY);
+    secp256k1_context* p = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
     std::array<std::uint8_t, 32> seed{};
     random_fill(seed);
     if (secp256k1_context_randomize(p, seed.data()) != 1) throw std::runtime_error("secp256k1 randomize failed");

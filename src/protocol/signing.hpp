@@ -52,7 +52,7 @@ struct SignatureRecord {
 class SigningIdentity {
  public:
   SigningIdentity(crypto::EthSigner ecdsa, crypto::Ed25519Signer ed25519)
-      : ecdsa_(std::move(ecdsa)), ed25519_(std::move(ed25519)) {}
+      : ecdsa_(ecdsa), ed25519_(std::move(ed25519)) {}
   static SigningIdentity random() { return {crypto::EthSigner::random(), crypto::Ed25519Signer::random()}; }
 
   SignatureRecord sign(const crypto::Digest32& request_hash, const crypto::Digest32& response_hash) const;

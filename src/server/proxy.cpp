@@ -670,7 +670,7 @@ struct ProxyServer::Impl {
 
   awaitable<bool> attestation(beast::tcp_stream& client, const Request& req, Target t, Clock::time_point t0) {
     const bool keep = req.keep_alive();
-    auto fail = [&](http::status st, std::string msg, std::string_view type, std::string_view code,
+    auto fail = [&](http::status st, const std::string& msg, std::string_view type, std::string_view code,
                     std::optional<std::string_view> param = std::nullopt) {
       return make_error(st, msg, type, code, keep, true, param);
     };
@@ -1003,7 +1003,7 @@ struct ProxyServer::Impl {
       }
       beast::error_code ignored;
       sock.set_option(tcp::no_delay(true), ignored);
-      net::co_spawn(w.ioc, session(w, std::move(sock)), [](std::exception_ptr e) {
+      net::co_spawn(w.ioc, session(w, std::move(sock)), [](const std::exception_ptr& e) {
         if (e) {
           try {
             std::rethrow_exception(e);
