@@ -126,7 +126,11 @@ protocol::SignatureRecord sample_record() {
   return id.sign(crypto::sha256(std::string_view("request")), crypto::sha256(std::string_view("response")));
 }
 
-std::string key_for(std::uint64_t i) { return "owner\x1f" "chatcmpl-" + std::to_string(i); }
+std::string key_for(std::uint64_t i) {
+  return "owner\x1f"
+         "chatcmpl-" +
+         std::to_string(i);
+}
 
 // Reserve a slot and commit a record under a fresh id (as the proxy does per signed answer).
 // Threads share one store, as the proxy's worker threads do.

@@ -62,7 +62,9 @@ struct Options {
   std::vector<std::pair<std::string, int>> watch;
 };
 
-double ms_since(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+double ms_since(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
 
 struct Stats {
   std::vector<double> ttfb, ttft, itl, total;
@@ -163,8 +165,9 @@ struct Generator {
         req.method(http::verb::post);
         req.target("/v1/chat/completions");
         req.set(http::field::content_type, "application/json");
-        std::string body = "{\"model\":\"synthetic\",\"messages\":[{\"role\":\"user\",\"content\":\"Benchmark request " +
-                           random_hex(4) + "\"}],\"max_tokens\":" + std::to_string(opt.max_tokens);
+        std::string body =
+            "{\"model\":\"synthetic\",\"messages\":[{\"role\":\"user\",\"content\":\"Benchmark request " +
+            random_hex(4) + "\"}],\"max_tokens\":" + std::to_string(opt.max_tokens);
         if (stream) body += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
         body += "}";
         req.body() = std::move(body);
@@ -236,8 +239,8 @@ struct Generator {
   awaitable<void> worker(unsigned index) {
     net::steady_timer timer(ioc);
     const double ramp = opt.ramp_s >= 0 ? opt.ramp_s : opt.warmup_s / 2;
-    timer.expires_at(t_begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                                   ramp * index / std::max(1u, opt.concurrency))));
+    timer.expires_at(t_begin + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(ramp * index / std::max(1u, opt.concurrency))));
     co_await timer.async_wait(kTuple);
     std::optional<beast::tcp_stream> s;
     beast::flat_buffer buf;
@@ -341,8 +344,8 @@ struct Generator {
         ok = false;
         kind = "stream without [DONE]";
       }
-      if (ok && opt.mode == Mode::Attestation && pending.find(req.target().substr(req.target().find('=') + 1, 64)) ==
-                                                     std::string::npos) {
+      if (ok && opt.mode == Mode::Attestation &&
+          pending.find(req.target().substr(req.target().find('=') + 1, 64)) == std::string::npos) {
         ok = false;
         kind = "attestation report without our nonce";
       }
@@ -502,12 +505,18 @@ int main(int argc, char** argv) {
         o.port = u.substr(c + 1);
       } else if (a == "--mode") {
         std::string m = val();
-        if (m == "chat") o.mode = Mode::Chat;
-        else if (m == "chat-stream") o.mode = Mode::ChatStream;
-        else if (m == "attestation") o.mode = Mode::Attestation;
-        else if (m == "signature") o.mode = Mode::Signature;
-        else if (m == "get") o.mode = Mode::Get;
-        else usage(argv[0]);
+        if (m == "chat")
+          o.mode = Mode::Chat;
+        else if (m == "chat-stream")
+          o.mode = Mode::ChatStream;
+        else if (m == "attestation")
+          o.mode = Mode::Attestation;
+        else if (m == "signature")
+          o.mode = Mode::Signature;
+        else if (m == "get")
+          o.mode = Mode::Get;
+        else
+          usage(argv[0]);
       } else if (a == "--path") {
         o.path = val();
       } else if (a == "--concurrency") {

@@ -90,7 +90,7 @@ struct Backend {
 
   // Token i's text: short words, like a tokenizer's pieces.
   static void append_tokens(std::string& out, long first, long n) {
-    static constexpr std::string_view kWords[] = {" the", " quick", " brown", " fox", " jumps",
+    static constexpr std::string_view kWords[] = {" the",  " quick", " brown", " fox", " jumps",
                                                   " over", " a",     " lazy",  " dog", "."};
     for (long i = first; i < first + n; ++i) out += kWords[static_cast<std::size_t>(i) % 10];
   }
@@ -124,8 +124,9 @@ struct Backend {
     const std::string prefix = chunk_prefix(id, chat, created);
     std::string ev;
     if (chat) {  // vLLM sends the role first, with empty content
-      ev = prefix + "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
-                    "\"finish_reason\":null}]}\n\n";
+      ev = prefix +
+           "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
+           "\"finish_reason\":null}]}\n\n";
       if (!co_await write_chunk(s, ev)) co_return false;
     }
     auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -177,7 +178,8 @@ struct Backend {
       body += "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"" + text +
               "\",\"tool_calls\":[]},\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}";
     else
-      body += "{\"index\":0,\"text\":\"" + text + "\",\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}";
+      body +=
+          "{\"index\":0,\"text\":\"" + text + "\",\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}";
     body += "],\"usage\":{\"prompt_tokens\":8,\"total_tokens\":" + std::to_string(8 + tokens) +
             ",\"completion_tokens\":" + std::to_string(tokens) + "}}";
     http::response<http::string_body> res{http::status::ok, 11};
@@ -230,7 +232,8 @@ struct Backend {
       } else if (path == "/metrics") {
         keep = co_await simple(s, req, http::status::ok, "# pi-bench-backend\n");
       } else {
-        std::string body = "{\"error\":{\"message\":\"not found\",\"type\":\"NotFoundError\",\"param\":null,\"code\":404}}";
+        std::string body =
+            "{\"error\":{\"message\":\"not found\",\"type\":\"NotFoundError\",\"param\":null,\"code\":404}}";
         keep = co_await simple(s, req, http::status::not_found, std::move(body));
       }
       if (!keep) break;
