@@ -244,6 +244,59 @@ class Bench:
                   f"{self.tmp / 'proxy.log'})", flush=True)
         return res
 
+    # ---- pre-flight: the proxy under test must sign correctly -------------------------------------
+
+    def preflight(self) -> str:
+        """One streamed answer through the proxy: its signature record must cover the exact bytes
+        (checked here with hashlib) and, when the project's .venv exists, the ECDSA signature must
+        recover to the proxy's address and the Ed25519 signature must verify (eth-account and
+        cryptography, independent of our C++). Figures of a proxy that signs wrongly mean nothing."""
+        cell = dict(ttft_ms=0, itl_ms=0, tokens=8)
+        backend, bport = self.start_backend(cell)
+        proxy = None
+        try:
+            proxy, pport = self.start_proxy(bport)
+            base = f"http://127.0.0.1:{pport}"
+            body = json.dumps({"model": "synthetic", "messages": [{"role": "user", "content": "pre-flight"}],
+                               "max_tokens": 8, "stream": True}).encode()
+            req = urllib.request.Request(f"{base}/v1/chat/completions", data=body, method="POST",
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                resp = r.read()
+            rid = json.loads(resp.split(b"\n", 1)[0][len(b"data: "):])["id"]
+            sreq = urllib.request.Request(f"{base}/v1/signature/{rid}?signing_algo=ecdsa",
+                                          headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(sreq, timeout=10) as r:
+                sig = json.loads(r.read())
+        finally:
+            self.stop(proxy)
+            self.stop(backend)
+        import hashlib
+        text = hashlib.sha256(body).hexdigest() + ":" + hashlib.sha256(resp).hexdigest()
+        if sig.get("text") != text:
+            raise RuntimeError("pre-flight: the signed text does not match the exact bytes exchanged")
+        venv_py = ROOT / ".venv" / "bin" / "python"
+        if not venv_py.exists():
+            return "signed text matches the exact bytes (signature crypto not checked: no .venv)"
+        check = (
+            "import json,sys\n"
+            "from eth_account import Account\n"
+            "from eth_account.messages import encode_defunct\n"
+            "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey\n"
+            "s=json.loads(sys.stdin.read())\n"
+            "assert Account.recover_message(encode_defunct(text=s['text']),signature=s['ecdsa_signature'])"
+            "==s['ecdsa_signing_address'], 'ECDSA signature does not recover to the signing address'\n"
+            "Ed25519PublicKey.from_public_bytes(bytes.fromhex(s['ed25519_signing_address'])).verify("
+            "bytes.fromhex(s['ed25519_signature']), s['text'].encode())\n")
+        r = subprocess.run([str(venv_py), "-c", check], input=json.dumps(sig), capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            if "ModuleNotFoundError" in r.stderr:
+                return "signed text matches the exact bytes (signature crypto not checked: .venv lacks eth-account)"
+            raise RuntimeError(f"pre-flight: the proxy's signatures do not verify: {r.stderr.strip()[-300:]}")
+        return "signed text matches the exact bytes; ECDSA and Ed25519 signatures verify (eth-account, cryptography)"
+
     # ---- the whole run ------------------------------------------------------------------------
 
     def run(self) -> dict:
@@ -258,6 +311,8 @@ class Bench:
         print(f"  load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} "
               f"on {os.cpu_count()} CPUs", flush=True)
         self.start_devtee()
+        preflight = self.preflight()
+        print(f"  pre-flight: {preflight}", flush=True)
         results = []
         try:
             for cell in cells:
@@ -284,6 +339,7 @@ class Bench:
                         "loadavg_after": load_after},
             "git_commit": git_commit(),
             "pinning": self.pin.describe(),
+            "preflight": preflight,
             "params": {"duration_s": self.args.duration, "warmup_s": self.args.warmup, "rounds": self.args.rounds,
                        "nice": self.args.nice,
                        "proxy_log_level": self.args.proxy_log_level},
@@ -405,6 +461,8 @@ def render(out: dict) -> str:
                  f"{out['params']['warmup_s']:g} s warm-up, {out['params']['rounds']} round(s) interleaved, means "
                  f"shown; proxy log level {out['params']['proxy_log_level']}")
     lines.append("Engine: pi-bench-backend (synthetic, timers only; vLLM SSE framing). Latencies in ms.")
+    if out.get("preflight"):
+        lines.append(f"Pre-flight: {out['preflight']}.")
     lines.append("")
     hdr = f"| {'cell':<24} | {'figure':<16} | {'direct':>10} | {'proxied':>10} | {'ratio':>6} | {'added':>8} |"
     lines.append(hdr)
