@@ -1,4 +1,9 @@
 // `private-inference verify attestation|response`: the client-side verifier (docs/verifier.md).
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -44,6 +49,7 @@ struct CommonOpts {
   std::string cache_dir;
   int timeout_s = 30;
   std::vector<std::string> gpu_extra_roots;  // PEM files of TEST roots (simulated NVML); checks become SIMULATED
+  std::string trust_simulated;               // dev-tee --pki state dir: TEST TDX root (+ its collateral)
 };
 
 struct AttOpts {
@@ -87,6 +93,38 @@ void add_common(CLI::App* sub, CommonOpts& o) {
                   "PEM file of a TEST GPU root to trust besides NVIDIA's (simulated NVML); every check that relies "
                   "on it is labelled SIMULATED")
       ->check(CLI::ExistingFile);
+  sub->add_option("--trust-simulated", o.trust_simulated,
+                  "dev-tee state DIR (dev-tee --pki): trust DIR/pki/root.cert.pem as a TEST TDX root besides Intel's "
+                  "and use DIR/collateral.json unless --collateral is given; every check that relies on it is "
+                  "labelled SIMULATED (not a security proof)")
+      ->check(CLI::ExistingDirectory);
+}
+
+// DIR/pki/root.cert.pem (PEM) as DER. Throws UsageError when missing or not a certificate.
+Bytes load_test_root(const std::string& dir) {
+  std::string path = dir + "/pki/root.cert.pem";
+  std::string pem = read_file(path, "--trust-simulated root");
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(bio);
+  unsigned char* der = nullptr;
+  int n = cert ? i2d_X509(cert, &der) : -1;
+  X509_free(cert);
+  ERR_clear_error();
+  if (n <= 0) throw UsageError(fmt::format("--trust-simulated: {} is not a PEM certificate", path));
+  Bytes out(der, der + n);
+  OPENSSL_free(der);
+  return out;
+}
+
+// With --trust-simulated: label the result so nobody mistakes it for hardware evidence.
+void label_simulated(Report& rep) {
+  bool any = false;
+  for (const auto& c : rep.checks) any = any || c.simulated;
+  if (any)
+    rep.fact("simulated",
+             "simulated hardware: not a security proof (checks marked [simulated] chain to a "
+             "TEST root given with --trust-simulated or --gpu-test-root)");
 }
 
 std::string trim_url(std::string u) {
@@ -105,14 +143,17 @@ AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed
                 : std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                       .count();
   o.expected_signing_algo = c.signing_algo;
-  if (!c.collateral_path.empty()) {
+  std::string collateral_path = c.collateral_path;
+  if (collateral_path.empty() && !c.trust_simulated.empty()) collateral_path = c.trust_simulated + "/collateral.json";
+  if (!collateral_path.empty()) {
     try {
-      o.collateral = parse_collateral_json(read_file(c.collateral_path, "collateral"));
+      o.collateral = parse_collateral_json(read_file(collateral_path, "collateral"));
     } catch (const UsageError&) {
       throw;
     } catch (const std::exception& e) {
-      throw UsageError(fmt::format("--collateral {}: {}", c.collateral_path, e.what()));
+      throw UsageError(fmt::format("collateral {}: {}", collateral_path, e.what()));
     }
+    if (!c.trust_simulated.empty()) o.collateral->simulated_root_der = load_test_root(c.trust_simulated);
   } else if (network_allowed) {
     CollateralSource src;
     src.pccs_url = c.pccs_url;
@@ -169,10 +210,15 @@ void merge_into(Report& dst, Report&& src) {
 }
 
 int emit(const Report& r, const char* command, bool json_out) {
-  if (json_out)
-    std::cout << json::serialize(render_json(r, command)) << std::endl;
-  else
+  bool simulated = std::any_of(r.checks.begin(), r.checks.end(), [](const Check& c) { return c.simulated; });
+  if (json_out) {
+    auto o = render_json(r, command);
+    o["simulated"] = simulated;
+    std::cout << json::serialize(o) << std::endl;
+  } else {
     std::cout << render_text(r, command);
+    if (simulated) std::cout << "summary: simulated hardware: not a security proof\n";
+  }
   return exit_code(r);
 }
 
@@ -203,6 +249,7 @@ int run_attestation(const AttOpts& a) {
     merge_into(rep, std::move(out.report));
   }
   if (!network) rep.fact("network", "offline: nothing was fetched");
+  label_simulated(rep);
   return emit(rep, "attestation", a.c.json_out);
 }
 
@@ -243,6 +290,7 @@ int run_response(const RespOpts& r) {
     rep.add(Check{Group::Response, "response.signature_fetch", title, Status::Fail, e.what()});
   }
   if (have_sig) check_response(request, response, sig, r.c.signing_algo, att, rep);
+  label_simulated(rep);
   return emit(rep, "response", r.c.json_out);
 }
 

@@ -102,6 +102,19 @@ std::string verify_chain(X509* leaf, const std::vector<X509Ptr>& chain, X509* ro
                      bad ? ", certificate '" + subject_cn(bad) + "'" : std::string());
 }
 
+// True when some certificate of `chain` is `root` itself or is signed by it.
+bool issued_under(const std::vector<X509Ptr>& chain, X509* root) {
+  EVP_PKEY* key = X509_get0_pubkey(root);
+  bool found = false;
+  for (const auto& c : chain)
+    if (X509_cmp(c.get(), root) == 0 ||
+        (X509_NAME_cmp(X509_get_issuer_name(c.get()), X509_get_subject_name(root)) == 0 && key &&
+         X509_verify(c.get(), key) == 1))
+      found = true;
+  ERR_clear_error();
+  return found;
+}
+
 PkeyPtr p256_key_from_raw(ByteView xy) {
   unsigned char pub[65];
   pub[0] = 0x04;
@@ -673,6 +686,18 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
 
   X509Ptr root = load_der_cert(root_der);
   if (!root) throw std::runtime_error("bundled root CA does not parse");
+  // PCK certificate chain (from the quote unless the collateral supplies one).
+  std::string pck_pem =
+      col.pck_certificate_chain ? *col.pck_certificate_chain : std::string(q.cert_data.begin(), q.cert_data.end());
+  auto pck_chain = load_pem_chain(pck_pem);
+  if (col.simulated_root_der) {
+    X509Ptr test_root = load_der_cert(*col.simulated_root_der);
+    if (!test_root) throw std::runtime_error("the simulated (test) root CA does not parse");
+    if (issued_under(pck_chain, test_root.get())) {
+      root = std::move(test_root);
+      r.simulated = true;
+    }
+  }
   CrlPtr root_crl = load_crl(col.root_ca_crl);
   CrlPtr pck_crl = load_crl(col.pck_crl);
   std::vector<X509_CRL*> crls;
@@ -694,10 +719,6 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   }
   all_ok = all_ok && tcb_info && qe_identity;
 
-  // PCK certificate chain (from the quote unless the collateral supplies one).
-  std::string pck_pem =
-      col.pck_certificate_chain ? *col.pck_certificate_chain : std::string(q.cert_data.begin(), q.cert_data.end());
-  auto pck_chain = load_pem_chain(pck_pem);
   std::optional<PckExtension> pck_ext;
   PkeyPtr pck_key;
   if (pck_chain.empty()) {
@@ -712,8 +733,9 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
       pck_key.reset(X509_get_pubkey(pck_chain[0].get()));
       r.fmspc = to_hex(pck_ext->fmspc);
       st.pass("pck_chain", kTitlePck,
-              fmt::format("'{}' -> Intel SGX Root CA; FMSPC {}, PCE SVN {}", subject_cn(pck_chain[0].get()), r.fmspc,
-                          pck_ext->pce_svn));
+              fmt::format("'{}' -> {}; FMSPC {}, PCE SVN {}", subject_cn(pck_chain[0].get()),
+                          r.simulated ? "TEST root '" + subject_cn(root.get()) + "' (SIMULATED)" : "Intel SGX Root CA",
+                          r.fmspc, pck_ext->pce_svn));
     } catch (const std::exception& e) {
       st.fail("pck_chain", kTitlePck, e.what());
     }
@@ -795,6 +817,8 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   }
   check_debug(st, q);
   r.verified = all_ok;
+  if (r.simulated)
+    for (auto& c : r.checks) c.simulated = true;
   return r;
 }
 

@@ -33,6 +33,10 @@ struct Collateral {
   std::string qe_identity;
   Bytes qe_identity_signature;
   std::optional<std::string> pck_certificate_chain;  // optional: overrides the quote's chain
+  // Not part of the collateral JSON (never read from it): a TEST root CA (DER) trusted besides Intel's,
+  // set only by `verify --trust-simulated` (dev-tee's simulated PKI). A quote whose PCK chain is issued
+  // under it is checked against it instead, and every resulting check is marked simulated.
+  std::optional<Bytes> simulated_root_der;
 };
 
 // Throws std::runtime_error naming the missing / malformed field.
@@ -49,7 +53,8 @@ struct DcapResult {
   std::string tcb_status;      // merged platform + QE status, when evaluated
   std::vector<std::string> advisory_ids;
   std::string platform_tcb_status, qe_tcb_status;
-  std::string fmspc;  // hex, from the PCK certificate
+  std::string fmspc;       // hex, from the PCK certificate
+  bool simulated = false;  // checked against Collateral::simulated_root_der (a TEST root): not a security proof
 };
 
 // `now` is Unix seconds; `root_ca_der` defaults to the bundled Intel root.

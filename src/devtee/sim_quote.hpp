@@ -1,0 +1,67 @@
+#pragma once
+// SIMULATED TDX evidence for dev-tee's test-PKI mode (issue 5): a TDX v4 quote in Intel's exact
+// layout over the caller's report_data, signed through the test PKI (test_pki.hpp), with an event
+// log in dstack's format whose replay gives exactly the quote's RTMRs and an Info whose app_compose
+// hashes to the compose-hash event. Verifies through the real DCAP path only with the TEST root.
+//
+// Quote layout (v4, TD 1.0): header (48) ‖ TD report body (584) ‖ u32 signature-data size ‖
+//   ECDSA r‖s by the attestation key over header‖body (64) ‖ attestation public key x‖y (64) ‖
+//   u16 type 6 ‖ u32 size ‖ [ QE report (384; report_data = sha256(att key ‖ QE auth) ‖ 0…) ‖
+//   QE report signature by the PCK key (64) ‖ u16 auth size ‖ QE auth data ‖ u16 type 5 ‖ u32 size ‖
+//   PCK chain PEM (leaf, PCK CA, root) ].
+#include <array>
+#include <boost/json/object.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "crypto/bytes.hpp"
+#include "crypto/hash.hpp"
+#include "devtee/test_pki.hpp"
+
+namespace pi::devtee {
+
+// Values of the simulated TD / module / QE, matched by the generated collateral (sim_collateral).
+inline constexpr std::array<std::uint8_t, 16> kSimTeeTcbSvn = {3, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+inline constexpr std::uint16_t kSimQeIsvProdId = 2;
+inline constexpr std::uint16_t kSimQeIsvSvn = 4;
+std::array<std::uint8_t, 32> sim_qe_mr_signer();  // sha256("SIMULATED dev-tee quoting enclave signer")
+
+struct SimEvent {
+  std::uint32_t imr = 0;
+  std::uint32_t event_type = 0;
+  crypto::Digest48 digest{};
+  std::string event;
+  Bytes payload;
+};
+
+struct SimMeasurements {
+  crypto::Digest48 mrtd{};
+  std::array<crypto::Digest48, 4> rtmr{};
+};
+
+// A small boot log: firmware/kernel events in RTMR0-2 (fixed, labelled simulated) and dstack runtime
+// events in RTMR3 (system-preparing, app-id, compose-hash = sha256(app_compose), instance-id,
+// boot-mr-done, os-image-hash, system-ready) with digest SHA384(u32_le(type) ‖ ":" ‖ event ‖ ":" ‖ payload).
+std::vector<SimEvent> sim_event_log(const std::string& app_compose);
+// RTMRs from 48 zero bytes, rtmr[imr] = SHA384(rtmr[imr] ‖ digest); MRTD is a fixed test value.
+SimMeasurements sim_measurements(const std::vector<SimEvent>& events);
+// dstack's JSON array form: imr, event_type, digest (hex), event, event_payload (hex).
+std::string event_log_json(const std::vector<SimEvent>& events);
+
+// The quote over `report_data` (64 bytes). Throws std::runtime_error on a signing failure.
+Bytes build_sim_quote(const TestPki& pki, const SimMeasurements& m, const std::array<std::uint8_t, 64>& report_data);
+
+struct SimEvidence {
+  Bytes quote;
+  std::string event_log;     // JSON text
+  boost::json::object info;  // dstack Info; tcb_info is a JSON *string* as the agent serves it
+};
+
+// The default compose served in Info (a fixed, clearly simulated app).
+std::string sim_default_app_compose();
+
+SimEvidence make_sim_evidence(const TestPki& pki, const std::array<std::uint8_t, 64>& report_data,
+                              const std::string& app_compose);
+
+}  // namespace pi::devtee

@@ -1,0 +1,190 @@
+// dev-tee test-PKI mode (issue 5): SIMULATED quotes that verify through the verifier's real DCAP code
+// path (src/verify/dcap.cpp) ONLY when the test root is trusted, with generated collateral; event log
+// replay and compose hash consistency with the verifier's own implementations.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "crypto/random.hpp"
+#include "devtee/sim_collateral.hpp"
+#include "devtee/sim_quote.hpp"
+#include "devtee/test_pki.hpp"
+#include "verify/dcap.hpp"
+#include "verify/event_log.hpp"
+#include "verify/tdx_quote.hpp"
+
+namespace pi::devtee {
+namespace {
+
+namespace json = boost::json;
+using verify::Check;
+using verify::Status;
+
+constexpr std::int64_t kNow = 1790000000;  // 2026-09-21
+
+const TestPki& pki() {
+  static const TestPki p = generate_test_pki(kNow);
+  return p;
+}
+
+std::array<std::uint8_t, 64> fresh_report_data() {
+  auto r = crypto::random_bytes(64);
+  std::array<std::uint8_t, 64> a{};
+  std::copy(r.begin(), r.end(), a.begin());
+  return a;
+}
+
+verify::Collateral sim_collateral(bool trust_test_root) {
+  auto c = verify::parse_collateral_json(sim_collateral_json(pki(), kNow));
+  if (trust_test_root) c.simulated_root_der = pki().root_cert_der();
+  return c;
+}
+
+const Check* find(const verify::DcapResult& r, const std::string& id) {
+  for (const auto& c : r.checks)
+    if (c.id == id) return &c;
+  return nullptr;
+}
+
+TEST(DevteePki, QuoteVerifiesThroughDcapWithTestRoot) {
+  auto rd = fresh_report_data();
+  auto ev = make_sim_evidence(pki(), rd, sim_default_app_compose());
+  auto r = verify::verify_dcap(ev.quote, sim_collateral(true), kNow);
+  for (const auto& c : r.checks) {
+    EXPECT_EQ(c.status, Status::Pass) << c.id << ": " << c.detail;
+    EXPECT_TRUE(c.simulated) << c.id;
+  }
+  EXPECT_GE(r.checks.size(), 10u);
+  EXPECT_TRUE(r.verified);
+  EXPECT_TRUE(r.simulated);
+  EXPECT_EQ(r.tcb_status, "UpToDate");
+  EXPECT_EQ(r.fmspc, to_hex(kSimFmspc));
+  ASSERT_TRUE(r.quote);
+  EXPECT_EQ(r.quote->version, 4);
+  EXPECT_EQ(r.quote->td.report_data, rd);
+  EXPECT_TRUE(std::equal(rd.begin(), rd.end(), ev.quote.begin() + verify::kTdReportDataOffset));
+  ASSERT_NE(find(r, "tdx.pck_chain"), nullptr);
+  EXPECT_NE(find(r, "tdx.pck_chain")->detail.find("SIMULATED"), std::string::npos);
+}
+
+TEST(DevteePki, QuoteFailsWithoutTestRoot) {
+  auto ev = make_sim_evidence(pki(), fresh_report_data(), sim_default_app_compose());
+  auto r = verify::verify_dcap(ev.quote, sim_collateral(false), kNow);
+  EXPECT_FALSE(r.verified);
+  EXPECT_FALSE(r.simulated);
+  for (const char* id : {"tdx.pck_chain", "tdx.collateral_tcb_info", "tdx.collateral_qe_identity"}) {
+    ASSERT_NE(find(r, id), nullptr) << id;
+    EXPECT_EQ(find(r, id)->status, Status::Fail) << id;
+  }
+  EXPECT_EQ(find(r, "tdx.qe_report_signature")->status, Status::Skipped);
+  EXPECT_TRUE(r.tcb_status.empty());
+  for (const auto& c : r.checks) EXPECT_FALSE(c.simulated) << c.id;
+}
+
+TEST(DevteePki, ADifferentTestRootIsNotTrusted) {
+  auto ev = make_sim_evidence(pki(), fresh_report_data(), sim_default_app_compose());
+  auto col = sim_collateral(false);
+  col.simulated_root_der = generate_test_pki(kNow).root_cert_der();  // same names, other key
+  auto r = verify::verify_dcap(ev.quote, col, kNow);
+  EXPECT_FALSE(r.verified);
+  EXPECT_EQ(find(r, "tdx.pck_chain")->status, Status::Fail);
+}
+
+TEST(DevteePki, EditedReportDataFailsQuoteSignature) {
+  auto ev = make_sim_evidence(pki(), fresh_report_data(), sim_default_app_compose());
+  ev.quote[verify::kTdReportDataOffset + 7] ^= 0x01;
+  auto r = verify::verify_dcap(ev.quote, sim_collateral(true), kNow);
+  EXPECT_FALSE(r.verified);
+  ASSERT_NE(find(r, "tdx.quote_signature"), nullptr);
+  EXPECT_EQ(find(r, "tdx.quote_signature")->status, Status::Fail);
+  EXPECT_EQ(find(r, "tdx.pck_chain")->status, Status::Pass);  // only the edited part fails
+  EXPECT_EQ(verify::verify_quote_structure(ev.quote).checks.front().status, Status::Pass);
+  EXPECT_EQ(find(verify::verify_quote_structure(ev.quote), "tdx.quote_signature")->status, Status::Fail);
+}
+
+TEST(DevteePki, ExpiredCollateralFails) {
+  auto ev = make_sim_evidence(pki(), fresh_report_data(), sim_default_app_compose());
+  auto r = verify::verify_dcap(ev.quote, sim_collateral(true), kNow + 40LL * 86400);
+  EXPECT_FALSE(r.verified);
+  EXPECT_EQ(find(r, "tdx.collateral_tcb_info")->status, Status::Fail);
+}
+
+TEST(DevteePki, EventLogReplaysToQuoteRtmrs) {
+  auto ev = make_sim_evidence(pki(), fresh_report_data(), sim_default_app_compose());
+  auto q = verify::parse_quote(ev.quote);
+  auto events = verify::parse_event_log(json::parse(ev.event_log));
+  auto replay = verify::replay_event_log(events);
+  EXPECT_TRUE(replay.problems.empty());
+  EXPECT_GT(replay.recomputed, 0u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(replay.rtmr[i], q.td.rtmr[i]) << "rtmr" << i;
+
+  // Info's tcb_info carries the same values
+  auto tcb = json::parse(ev.info.at("tcb_info").as_string()).as_object();
+  EXPECT_EQ(tcb.at("rtmr3").as_string(), to_hex(q.td.rtmr[3]));
+  EXPECT_EQ(tcb.at("mrtd").as_string(), to_hex(q.td.mr_td));
+
+  // an edited runtime event no longer replays to the quote's RTMR3
+  auto log = json::parse(ev.event_log).as_array();
+  bool edited = false;
+  for (auto& e : log)
+    if (e.as_object().at("event").as_string() == "app-id") {
+      e.as_object()["event_payload"] = std::string(40, 'f');
+      e.as_object()["digest"] = "";
+      edited = true;
+    }
+  ASSERT_TRUE(edited);
+  auto bad = verify::replay_event_log(verify::parse_event_log(log));
+  EXPECT_NE(bad.rtmr[3], q.td.rtmr[3]);
+  EXPECT_EQ(bad.rtmr[0], q.td.rtmr[0]);
+
+  // an edited firmware digest changes its RTMR
+  auto log2 = json::parse(ev.event_log).as_array();
+  log2[0].as_object()["digest"] = std::string(96, '0');
+  EXPECT_NE(verify::replay_event_log(verify::parse_event_log(log2)).rtmr[0], q.td.rtmr[0]);
+}
+
+TEST(DevteePki, ComposeHashMatchesInfo) {
+  std::string compose = sim_default_app_compose();
+  auto ev = make_sim_evidence(pki(), fresh_report_data(), compose);
+  auto events = verify::parse_event_log(json::parse(ev.event_log));
+  auto measured = verify::runtime_event_payload(events, "compose-hash", true);
+  ASSERT_TRUE(measured);
+  auto tcb = json::parse(ev.info.at("tcb_info").as_string()).as_object();
+  std::string app_compose(tcb.at("app_compose").as_string());
+  EXPECT_EQ(app_compose, compose);
+  EXPECT_EQ(*measured, to_hex(crypto::sha256(app_compose)));
+  EXPECT_EQ(ev.info.at("compose_hash").as_string(), *measured);
+  EXPECT_TRUE(ev.info.at("simulated").as_bool());
+  // a different compose gives a different measured hash and RTMR3
+  auto other = make_sim_evidence(pki(), fresh_report_data(), compose + " ");
+  EXPECT_NE(verify::parse_quote(other.quote).td.rtmr[3], verify::parse_quote(ev.quote).td.rtmr[3]);
+}
+
+TEST(DevteePki, PersistedInStateDirAndReloaded) {
+  auto dir = std::filesystem::temp_directory_path() / ("devtee_pki_test_" + to_hex(crypto::random_bytes(6)));
+  auto a = load_or_create_test_pki(dir.string(), kNow);
+  auto b = load_or_create_test_pki(dir.string(), kNow + 100);
+  EXPECT_EQ(a.root_cert_pem, b.root_cert_pem);
+  EXPECT_EQ(a.attestation_key_pem, b.attestation_key_pem);
+  EXPECT_EQ(a.pck_crl_der, b.pck_crl_der);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "pki" / "pck.key.pem").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((dir / "pki").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // a quote made with the reloaded PKI verifies against the first one's root and collateral
+  auto col = verify::parse_collateral_json(sim_collateral_json(a, kNow));
+  col.simulated_root_der = a.root_cert_der();
+  EXPECT_TRUE(verify::verify_dcap(make_sim_evidence(b, fresh_report_data(), "{}").quote, col, kNow).verified);
+  // a corrupt file is an error, not a silent regeneration
+  { std::ofstream(dir / "pki" / "pck.key.pem") << "garbage"; }
+  EXPECT_THROW(load_or_create_test_pki(dir.string(), kNow), std::runtime_error);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace pi::devtee
