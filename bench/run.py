@@ -234,6 +234,11 @@ class Bench:
             if proxy is not None and proxy.poll() is not None:
                 raise RuntimeError(f"the proxy exited during the run (status {proxy.returncode}); see "
                                    f"{self.tmp / 'proxy.log'}")
+            try:  # what reached the engine (the stats request itself counts one connection, one request)
+                with urllib.request.urlopen(f"http://127.0.0.1:{bport}/bench/stats", timeout=5) as r:
+                    res["engine_stats"] = json.loads(r.read())
+            except Exception as e:  # noqa: BLE001 - informational only
+                res["engine_stats"] = {"error": str(e)}
         finally:
             self.stop(proxy)
             self.stop(backend)

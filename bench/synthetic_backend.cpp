@@ -80,6 +80,10 @@ bool find_true(std::string_view body, std::string_view key) {
 struct Backend {
   Options opt;
   std::atomic<std::uint64_t> seq{0};
+  // Served at GET /bench/stats: how many connections and requests reached the engine (a proxy
+  // that cannot keep its engine connections alive shows more connections than requests/stream).
+  std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::uint64_t> requests{0};
 
   std::string next_id(bool chat) {
     char buf[64];
@@ -213,6 +217,7 @@ struct Backend {
       auto [ec, n] = co_await http::async_read(s, buf, parser, kTuple);
       if (ec) break;
       const auto& req = parser.get();
+      requests.fetch_add(1, std::memory_order_relaxed);
       const std::string_view target = req.target();
       const std::string_view path = target.substr(0, target.find('?'));
       bool keep = false;
@@ -226,6 +231,10 @@ struct Backend {
       } else if (path == "/v1/models") {
         std::string body = "{\"object\":\"list\",\"data\":[{\"id\":\"" + opt.model +
                            "\",\"object\":\"model\",\"created\":0,\"owned_by\":\"pi-bench-backend\"}]}";
+        keep = co_await simple(s, req, http::status::ok, std::move(body));
+      } else if (path == "/bench/stats") {
+        std::string body = "{\"connections\":" + std::to_string(connections.load()) +
+                           ",\"requests\":" + std::to_string(requests.load()) + "}";
         keep = co_await simple(s, req, http::status::ok, std::move(body));
       } else if (path == "/health") {
         keep = co_await simple(s, req, http::status::ok, "{}");
@@ -251,6 +260,7 @@ struct Backend {
       }
       beast::error_code ignored;
       sock.set_option(tcp::no_delay(true), ignored);
+      connections.fetch_add(1, std::memory_order_relaxed);
       net::co_spawn(ioc, session(std::move(sock)), net::detached);
     }
   }
