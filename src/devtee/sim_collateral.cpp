@@ -87,7 +87,6 @@ std::string sim_collateral_json(const TestPki& pki, std::int64_t now) {
   o["qe_identity_issuer_chain"] = pki.tcb_chain_pem();
   o["qe_identity"] = c.qe_identity;
   o["qe_identity_signature"] = to_hex(c.qe_identity_signature);
-  o["pck_certificate_chain"] = pki.pck_chain_pem();
   return json::serialize(o);
 }
 

@@ -22,8 +22,8 @@ struct SimCollateral {
 SimCollateral make_sim_collateral(const TestPki& pki, std::int64_t now);
 
 // The collateral JSON document (fields: pck_crl_issuer_chain, root_ca_crl, pck_crl, tcb_info_issuer_chain,
-// tcb_info, tcb_info_signature, qe_identity_issuer_chain, qe_identity, qe_identity_signature,
-// pck_certificate_chain) plus "simulated": true.
+// tcb_info, tcb_info_signature, qe_identity_issuer_chain, qe_identity, qe_identity_signature) plus
+// "simulated": true. No pck_certificate_chain: the verifier takes the PCK chain from the quote itself.
 std::string sim_collateral_json(const TestPki& pki, std::int64_t now);
 
 // RFC 3339 UTC ("2026-01-02T03:04:05Z").

@@ -13,6 +13,7 @@
 #include "devtee/sim_collateral.hpp"
 #include "devtee/sim_quote.hpp"
 #include "devtee/test_pki.hpp"
+#include "verify/attestation.hpp"
 #include "verify/dcap.hpp"
 #include "verify/event_log.hpp"
 #include "verify/tdx_quote.hpp"
@@ -92,6 +93,65 @@ TEST(DevteePki, ADifferentTestRootIsNotTrusted) {
   auto r = verify::verify_dcap(ev.quote, col, kNow);
   EXPECT_FALSE(r.verified);
   EXPECT_EQ(find(r, "tdx.pck_chain")->status, Status::Fail);
+}
+
+// The extra test root must not touch real evidence: a real Intel quote with real collateral still
+// verifies against Intel's root and is NOT labelled simulated; test-signed collateral cannot stand in.
+TEST(DevteePki, TestRootLeavesRealQuotesAlone) {
+  auto read = [](const std::string& name) {
+    std::ifstream f(std::string(PI_FIXTURES_DIR) + "/tdx/" + name, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  auto fx = json::parse(read("vllm_proxy_sample_dstack.json"));
+  Bytes real_quote = *from_hex(fx.at("quote").at("quote").as_string());
+  auto col = verify::parse_collateral_json(read("collateral_fmspc20a06f_2025-09.json"));
+  col.simulated_root_der = pki().root_cert_der();
+  constexpr std::int64_t kFixtureNow = 1756900000;  // inside the recorded collateral's window (fixtures README)
+  auto r = verify::verify_dcap(real_quote, col, kFixtureNow);
+  EXPECT_TRUE(r.verified);
+  EXPECT_FALSE(r.simulated);
+  for (const auto& c : r.checks) EXPECT_FALSE(c.simulated) << c.id;
+  // the real quote with the SIMULATED collateral: nothing verifies against Intel's root
+  auto mixed = verify::verify_dcap(real_quote, sim_collateral(true), kNow);
+  EXPECT_FALSE(mixed.verified);
+  EXPECT_FALSE(mixed.simulated);
+  EXPECT_EQ(find(mixed, "tdx.collateral_tcb_info")->status, Status::Fail);
+  EXPECT_EQ(find(mixed, "tdx.collateral_qe_identity")->status, Status::Fail);
+}
+
+// The whole attestation report (vllm-proxy shape) through verify_attestation: hardware, binding and
+// code groups all pass with the test root, and the hardware checks carry the simulated label.
+TEST(DevteePki, FullAttestationReportVerifiesOnlyWithTestRoot) {
+  Bytes addr = crypto::random_bytes(20), nonce = crypto::random_bytes(32);
+  std::array<std::uint8_t, 64> rd{};
+  std::copy(addr.begin(), addr.end(), rd.begin());
+  std::copy(nonce.begin(), nonce.end(), rd.begin() + 32);
+  auto ev = make_sim_evidence(pki(), rd, sim_default_app_compose());
+  json::object report{{"signing_algo", "ecdsa"},        {"signing_address", to_hex(addr)},
+                      {"request_nonce", to_hex(nonce)}, {"intel_quote", to_hex(ev.quote)},
+                      {"event_log", ev.event_log},      {"info", ev.info}};
+  verify::AttestationOptions opts;
+  opts.now = kNow;
+  opts.expected_nonce_hex = to_hex(nonce);
+  opts.expected_signing_algo = "ecdsa";
+  opts.collateral = sim_collateral(true);
+  auto out = verify::verify_attestation(report, opts);
+  EXPECT_TRUE(out.report.ok());
+  EXPECT_TRUE(out.bound);
+  for (const char* id :
+       {"tdx.quote_signature", "tdx.tcb_status", "binding.report_data", "code.rtmr", "code.compose_hash"}) {
+    const Check* c = out.report.find(id);
+    ASSERT_NE(c, nullptr) << id;
+    EXPECT_EQ(c->status, Status::Pass) << id << ": " << c->detail;
+  }
+  EXPECT_TRUE(out.report.find("tdx.pck_chain")->simulated);
+
+  opts.collateral = sim_collateral(false);
+  auto untrusted = verify::verify_attestation(report, opts);
+  EXPECT_FALSE(untrusted.report.ok());
+  EXPECT_EQ(untrusted.report.find("tdx.pck_chain")->status, Status::Fail);
 }
 
 TEST(DevteePki, EditedReportDataFailsQuoteSignature) {
