@@ -31,7 +31,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::size_t kMaxResponseBytes = 16 * 1024 * 1024;  // Info carries certificates + compose files
+constexpr std::size_t kMaxResponseBytes = std::size_t{16} << 20;  // Info carries certificates + compose files
 constexpr std::size_t kMaxErrorTextChars = 300;
 
 bool is_socket_file(const std::string& path) {

@@ -474,7 +474,7 @@ GpuEvidenceResult GpuEvidenceCollector::collect_blocking(const protocol::Nonce& 
   auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
   auto fut = prom->get_future();
   auto w = std::make_shared<Waiter>();
-  w->fn = [prom](GpuEvidenceResult r, std::shared_ptr<void>) { prom->set_value(std::move(r)); };
+  w->fn = [prom](GpuEvidenceResult r, const std::shared_ptr<void>&) { prom->set_value(std::move(r)); };
   impl_->start_fresh(nonce, w);
   if (fut.wait_for(opts_.timeout) != std::future_status::ready) impl_->expire(w);
   return fut.get();
@@ -485,7 +485,7 @@ GpuEvidenceResult GpuEvidenceCollector::collect_cached_blocking() {
   auto prom = std::make_shared<std::promise<GpuEvidenceResult>>();
   auto fut = prom->get_future();
   auto w = std::make_shared<Waiter>();
-  w->fn = [prom](GpuEvidenceResult r, std::shared_ptr<void>) { prom->set_value(std::move(r)); };
+  w->fn = [prom](GpuEvidenceResult r, const std::shared_ptr<void>&) { prom->set_value(std::move(r)); };
   impl_->start_cached(w);
   if (fut.wait_for(opts_.timeout) != std::future_status::ready) impl_->expire(w);
   return fut.get();

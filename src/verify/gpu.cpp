@@ -236,9 +236,10 @@ void check_answer_matches_evidence(Ctx& cx, const nras::Answer& answer, const st
       continue;
     }
     std::vector<std::string> problems, seen;
+    const auto& claims = token.claims;  // a structured binding cannot be captured portably (C++20)
     auto compare = [&](const char* claim, std::optional<std::string> local, const char* what) {
-      auto c = token.claims.find(claim);
-      if (c == token.claims.end() || !c->value().is_string()) return;
+      auto c = claims.find(claim);
+      if (c == claims.end() || !c->value().is_string()) return;
       std::string nras_v(c->value().as_string());
       if (!local || lower(*local) != lower(nras_v)) {
         problems.push_back(std::string(what) + " NRAS " + nras_v + " vs evidence " + local.value_or("(none)"));

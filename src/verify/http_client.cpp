@@ -134,7 +134,7 @@ HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::str
   asio::io_context ioc;
   HttpResponse out;
   std::exception_ptr err;
-  asio::co_spawn(ioc, run(u, headers, timeout_s, out), [&](std::exception_ptr e) { err = e; });
+  asio::co_spawn(ioc, run(u, headers, timeout_s, out), [&](const std::exception_ptr& e) { err = e; });
   ioc.run_for(std::chrono::seconds(timeout_s + 5));
   if (!ioc.stopped()) throw HttpError(fmt::format("GET {}: timed out after {} s", url, timeout_s));
   if (err) {

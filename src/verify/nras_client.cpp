@@ -72,7 +72,7 @@ asio::awaitable<void> exchange(Url u, http::verb verb, std::string body, int tim
   co_await http::async_write(stream, req, asio::use_awaitable);
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
-  parser.body_limit(8 * 1024 * 1024);
+  parser.body_limit(std::uint64_t{8} << 20);
   co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
   out.status = static_cast<int>(parser.get().result_int());
   out.body = std::move(parser.get().body());
@@ -95,7 +95,7 @@ HttpResult https_request(std::string_view method, std::string_view url, std::str
   try {
     asio::io_context ioc;
     asio::co_spawn(ioc, exchange(*u, verb, std::string(body), timeout_s, std::string(extra_ca_pem), out),
-                   [&](std::exception_ptr e) {
+                   [&](const std::exception_ptr& e) {
                      if (!e) return;
                      try {
                        std::rethrow_exception(e);
