@@ -280,6 +280,7 @@ void run_nras(Ctx& cx, const std::vector<Item>& items, const std::string& arch, 
   } else if (opts.nras) {
     std::string url = opts.nras_url.empty() ? std::string(kDefaultNrasUrl) : opts.nras_url;
     std::vector<std::pair<std::string, std::string>> ev;
+    ev.reserve(items.size());
     for (const auto& it : items) ev.emplace_back(it.evidence_b64, it.certificate_b64);
     auto body = boost::json::serialize(nras::build_request(expected_nonce, arch, ev));
     auto res = nras::https_request("POST", url, body, 30, opts.nras_tls_ca_pem);
