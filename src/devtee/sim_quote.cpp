@@ -167,7 +167,9 @@ Bytes build_sim_quote(const TestPki& pki, const SimMeasurements& m, const std::a
   auto ak_pub = p256_public_raw(pki.attestation_key_pem);
   auto quote_sig = sign_p256_raw(pki.attestation_key_pem, ByteView(q.data(), signed_len));
 
-  Bytes qe_auth = text_bytes("SIMULATED dev-tee QE authentication data 0123456789");
+  // 32 bytes, as Intel's QE produces (dcap-qvl rejects other lengths)
+  Bytes qe_auth = text_bytes("SIMULATED dev-tee QE auth data..");
+  static_assert(sizeof("SIMULATED dev-tee QE auth data..") - 1 == 32);
   Bytes h;
   put(h, ak_pub);
   put(h, qe_auth);

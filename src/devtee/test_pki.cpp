@@ -220,6 +220,20 @@ Bytes make_crl(X509* issuer, EVP_PKEY* issuer_key, std::int64_t now) {
   ASN1_TIME_set(t, static_cast<time_t>(now + 10LL * 365 * 86400));
   X509_CRL_set1_nextUpdate(crl.get(), t);
   ASN1_TIME_free(t);
+  // CRL number (RFC 5280 5.2.3, required by strict parsers such as webpki in dcap-qvl) and the
+  // authority key identifier, as in Intel's CRLs.
+  ASN1_INTEGER* number = ASN1_INTEGER_new();
+  ASN1_INTEGER_set(number, 1);
+  int ok = X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, number, 0, 0);
+  ASN1_INTEGER_free(number);
+  if (ok != 1) ossl_fail("cannot add the CRL number");
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, nullptr, nullptr, crl.get(), 0);
+  X509_EXTENSION* aki = X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always");
+  if (!aki) ossl_fail("cannot build the CRL authority key identifier");
+  X509_CRL_add_ext(crl.get(), aki, -1);
+  X509_EXTENSION_free(aki);
   if (X509_CRL_sign(crl.get(), issuer_key, EVP_sha256()) <= 0) ossl_fail("cannot sign CRL");
   unsigned char* out = nullptr;
   int n = i2d_X509_CRL(crl.get(), &out);
