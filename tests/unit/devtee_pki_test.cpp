@@ -3,8 +3,10 @@
 // replay and compose hash consistency with the verifier's own implementations.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -243,6 +245,67 @@ TEST(DevteePki, PersistedInStateDirAndReloaded) {
   // a corrupt file is an error, not a silent regeneration
   { std::ofstream(dir / "pki" / "pck.key.pem") << "garbage"; }
   EXPECT_THROW(load_or_create_test_pki(dir.string(), kNow), std::runtime_error);
+  std::filesystem::remove_all(dir);
+}
+
+// Runs `cmd` with the shell, returning (exit status, stdout).
+std::pair<int, std::string> run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return {-1, out};
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// The CLI end to end: `dev-tee --pki --pki-evidence` prints evidence; `verify attestation` accepts it only with
+// `--trust-simulated STATE` and then says "simulated hardware: not a security proof".
+TEST(DevteePki, CliEvidenceVerifiesOnlyWithTrustSimulated) {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "private-inference";
+  if (ec || !std::filesystem::exists(exe)) GTEST_SKIP() << "private-inference is not built next to the tests";
+  auto dir = std::filesystem::temp_directory_path() / ("devtee_pki_cli_" + to_hex(crypto::random_bytes(6)));
+  std::filesystem::create_directories(dir);
+  std::string state = (dir / "state").string();
+  Bytes addr = crypto::random_bytes(20), nonce = crypto::random_bytes(32);
+  std::string rd = to_hex(addr) + std::string(24, '0') + to_hex(nonce);
+  auto [rc, out] = run(exe.string() + " dev-tee --state " + state + " --pki --pki-evidence " + rd + " 2>/dev/null");
+  ASSERT_EQ(rc, 0) << out;
+  auto ev = json::parse(out).as_object();
+  EXPECT_TRUE(ev.at("simulated").as_bool());
+  EXPECT_EQ(ev.at("report_data").as_string(), rd);
+  json::object report{{"signing_algo", "ecdsa"},         {"signing_address", to_hex(addr)},
+                      {"request_nonce", to_hex(nonce)},  {"intel_quote", ev.at("quote")},
+                      {"event_log", ev.at("event_log")}, {"info", ev.at("info")}};
+  std::string report_path = (dir / "report.json").string();
+  { std::ofstream(report_path) << json::serialize(report); }
+  std::string verify =
+      exe.string() + " verify attestation --offline --report " + report_path + " --nonce " + to_hex(nonce);
+
+  auto [ok_rc, ok_out] = run(verify + " --trust-simulated " + state + " 2>&1");
+  EXPECT_EQ(ok_rc, 0) << ok_out;
+  EXPECT_NE(ok_out.find("summary: simulated hardware: not a security proof"), std::string::npos) << ok_out;
+  EXPECT_NE(ok_out.find("PASS tdx.quote_signature [simulated]"), std::string::npos) << ok_out;
+  EXPECT_NE(ok_out.find("PASS tdx.tcb_status [simulated]"), std::string::npos) << ok_out;
+
+  auto [js_rc, js_out] = run(verify + " --trust-simulated " + state + " --json 2>/dev/null");
+  EXPECT_EQ(js_rc, 0);
+  auto js = json::parse(js_out).as_object();
+  EXPECT_TRUE(js.at("simulated").as_bool());
+  EXPECT_EQ(js.at("verdict").as_string(), "VERIFIED");
+
+  // the same evidence and collateral without --trust-simulated: FAILED, nothing labelled simulated
+  auto [bad_rc, bad_out] = run(verify + " --collateral " + state + "/collateral.json 2>&1");
+  EXPECT_EQ(bad_rc, 1) << bad_out;
+  EXPECT_NE(bad_out.find("FAIL tdx.pck_chain"), std::string::npos) << bad_out;
+  EXPECT_EQ(bad_out.find("[simulated]"), std::string::npos) << bad_out;
+  EXPECT_EQ(bad_out.find("simulated hardware"), std::string::npos) << bad_out;
+
+  // --trust-simulated on a dir without a test PKI is a usage error
+  auto [use_rc, use_out] = run(verify + " --trust-simulated " + dir.string() + " 2>&1");
+  EXPECT_EQ(use_rc, 2) << use_out;
   std::filesystem::remove_all(dir);
 }
 
