@@ -69,9 +69,9 @@ demo: build venv
 	$(PY) scripts/demo.py --binary $(BUILD)/private-inference
 
 # Proxy cost versus direct backend access (issue: benchmarks). Optimised build, all targets.
-bench: build venv
-	ninja -C $(BUILD) -j $(JOBS)
-	$(PY) bench/run.py --build-dir $(BUILD)
+bench: build
+	ninja -C $(BUILD) -j $(JOBS) private-inference pi-bench-backend pi-loadgen micro_bench
+	python3 bench/run.py --build-dir $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')

@@ -295,7 +295,7 @@ struct ProxyServer::Impl {
   // generation when their client disconnects). Bytes that arrive are kept for the next request.
   awaitable<void> watch_client(beast::tcp_stream& client, Exchange& x) {
     co_await net::this_coro::throw_if_cancelled(false);
-    std::array<char, 4096> tmp{};
+    std::array<char, 512> tmp{};  // only pipelined bytes or EOF are expected here
     for (;;) {
       auto [ec, n] = co_await client.socket().async_read_some(net::buffer(tmp), kTuple);
       if (ec) {
@@ -453,7 +453,7 @@ struct ProxyServer::Impl {
     }
     crypto::Sha256 hasher;
     protocol::SseScanner scanner;
-    std::array<char, 16384> cb{};
+    std::array<char, 4096> cb{};  // per stream: SSE events are small; 4 KiB keeps 4096 streams lean
     std::string held;  // bytes from the chunk that completed the stream, written after signing
     bool backend_failed = false;
     while (!parser.is_done()) {
