@@ -52,6 +52,11 @@ CELLS = [
     dict(name="attestation (dev TEE)", mode="attestation", c=8, tokens=0, ttft_ms=0, itl_ms=0,
          note="direct = engine GET /v1/models (a plain HTTP round trip); proxied = GET /v1/attestation/report "
               "with a fresh nonce, simulated dstack agent (dev-tee)"),
+    dict(name="attestation + GPU x1 (sim NVML)", mode="attestation", c=8, tokens=0, ttft_ms=0, itl_ms=0, gpus=1,
+         note="as above, plus GPU evidence over the same nonce from the simulated NVML (1 GPU, test-PKI P-384 "
+              "signing, through the real dlopen path)"),
+    dict(name="attestation + GPU x8 (sim NVML)", mode="attestation", c=8, tokens=0, ttft_ms=0, itl_ms=0, gpus=8,
+         note="8 simulated GPUs in PPCIe mode: NVML calls are serialized, so latency grows with the GPU count"),
     dict(name="signature fetch", mode="signature", c=64, tokens=0, ttft_ms=0, itl_ms=0,
          note="direct = engine GET /v1/models; proxied = GET /v1/signature/{id}, ecdsa and ed25519 alternating"),
 ]
@@ -156,9 +161,10 @@ class Bench:
 
     # ---- processes ------------------------------------------------------------------------
 
-    def spawn(self, argv: list[str], cpus: set[int], log: str) -> subprocess.Popen:
+    def spawn(self, argv: list[str], cpus: set[int], log: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         f = open(self.tmp / log, "ab")
-        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, preexec_fn=self.pin.preexec(cpus))
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, preexec_fn=self.pin.preexec(cpus),
+                             env={**os.environ, **env} if env else None)
         f.close()
         self.procs.append(p)
         return p
@@ -187,16 +193,23 @@ class Bench:
         wait_http(f"http://127.0.0.1:{port}/health")
         return p, port
 
-    def start_proxy(self, backend_port: int) -> tuple[subprocess.Popen, int]:
+    def start_proxy(self, backend_port: int, gpus: int = 0) -> tuple[subprocess.Popen, int]:
         port = free_port()
         argv = [str(self.pi), "serve", "--backend", f"http://127.0.0.1:{backend_port}", "--listen",
                 f"127.0.0.1:{port}", "--token", TOKEN, "--dstack-socket", str(self.dstack_sock),
                 "--log-level", self.args.proxy_log_level, "--signature-capacity", "1000000"]
+        env = None
+        if gpus:  # GPU evidence through the real dlopen path, served by the project's simulated NVML
+            argv += ["--nvml-lib", str(self.pi.parent / "libnvidia-ml-sim.so"), "--max-concurrent-attestations", "64"]
+            env = {"PI_NVML_SIM_MODE": "testpki", "PI_NVML_SIM_GPUS": str(gpus),
+                   "PI_NVML_SIM_PKI_DIR": str(self.tmp / "nvml-sim-pki")}
+        else:
+            argv += ["--gpu-evidence", "off"]
         if self.pin.enabled:
             argv += ["--threads", str(len(self.pin.proxy))]
         elif self.args.proxy_threads:
             argv += ["--threads", str(self.args.proxy_threads)]
-        p = self.spawn(argv, self.pin.proxy, "proxy.log")
+        p = self.spawn(argv, self.pin.proxy, "proxy.log", env)
         wait_http(f"http://127.0.0.1:{port}/version")
         return p, port
 
@@ -208,7 +221,7 @@ class Bench:
         try:
             watch = ["--watch", f"engine={backend.pid}"]
             if proxied:
-                proxy, pport = self.start_proxy(bport)
+                proxy, pport = self.start_proxy(bport, cell.get("gpus", 0))
                 url = f"http://127.0.0.1:{pport}"
                 watch += ["--watch", f"proxy={proxy.pid}"]
                 mode = cell["mode"]
