@@ -2,19 +2,27 @@
 // path (src/verify/dcap.cpp) ONLY when the test root is trusted, with generated collateral; event log
 // replay and compose hash consistency with the verifier's own implementations.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "crypto/random.hpp"
 #include "devtee/sim_collateral.hpp"
 #include "devtee/sim_quote.hpp"
 #include "devtee/test_pki.hpp"
+#include "tee/dstack_client.hpp"
 #include "verify/attestation.hpp"
 #include "verify/dcap.hpp"
 #include "verify/event_log.hpp"
@@ -306,6 +314,87 @@ TEST(DevteePki, CliEvidenceVerifiesOnlyWithTrustSimulated) {
   // --trust-simulated on a dir without a test PKI is a usage error
   auto [use_rc, use_out] = run(verify + " --trust-simulated " + dir.string() + " 2>&1");
   EXPECT_EQ(use_rc, 2) << use_out;
+  std::filesystem::remove_all(dir);
+}
+
+template <class T>
+T run_co(boost::asio::io_context& ioc, boost::asio::awaitable<T> aw) {
+  auto fut = boost::asio::co_spawn(ioc, std::move(aw), boost::asio::use_future);
+  ioc.restart();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("test coroutine did not finish");
+    ioc.run_one_for(std::chrono::milliseconds(100));
+    if (ioc.stopped()) ioc.restart();
+  }
+  return fut.get();
+}
+
+// `dev-tee --pki --socket`: the real process, driven with the real DstackClient. Its GetQuote answer over our
+// report_data verifies through DCAP with the state dir's root and collateral; Info matches the event log.
+TEST(DevteePki, SocketServesVerifiableQuotes) {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "private-inference";
+  if (ec || !std::filesystem::exists(exe)) GTEST_SKIP() << "private-inference is not built next to the tests";
+  auto dir = std::filesystem::temp_directory_path() / ("devtee_pki_sock_" + to_hex(crypto::random_bytes(6)));
+  std::filesystem::create_directories(dir);
+  const std::string sock = (dir / "dstack.sock").string(), state = (dir / "state").string();
+  std::vector<std::string> args = {exe.string(), "dev-tee", "--socket",    sock,  "--state",
+                                   state,        "--pki",   "--log-level", "warn"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(::posix_spawn(&pid, args[0].c_str(), nullptr, nullptr, argv.data(), environ), 0);
+  int status = 0;
+  boost::asio::io_context ioc;
+  tee::DstackClient client(ioc.get_executor(), *tee::parse_dstack_endpoint(sock), std::chrono::seconds(10));
+  std::optional<json::object> version;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!version && std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) FAIL() << "dev-tee exited early with status " << status;
+    try {
+      version = run_co(ioc, client.version());
+    } catch (const tee::DstackError&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  if (!version) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "dev-tee did not answer on " << sock;
+  }
+  Bytes rd = crypto::random_bytes(64);
+  auto q = run_co(ioc, client.get_quote(rd));
+  auto info = run_co(ioc, client.info());
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << " exited " << WIFEXITED(status) << " code " << WEXITSTATUS(status) << " signal "
+      << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_FALSE(std::filesystem::exists(sock)) << "socket file left behind";
+
+  EXPECT_TRUE(q.simulated);
+  Bytes quote = *from_hex(q.quote_hex);
+  EXPECT_TRUE(std::equal(rd.begin(), rd.end(), quote.begin() + verify::kTdReportDataOffset));
+  auto col = verify::parse_collateral_json(run("cat " + state + "/collateral.json").second);
+  col.simulated_root_der = load_or_create_test_pki(state, kNow).root_cert_der();
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  auto r = verify::verify_dcap(quote, col, now.count());
+  for (const auto& c : r.checks) EXPECT_EQ(c.status, Status::Pass) << c.id << ": " << c.detail;
+  EXPECT_TRUE(r.verified);
+  EXPECT_EQ(r.tcb_status, "UpToDate");
+  col.simulated_root_der.reset();
+  EXPECT_FALSE(verify::verify_dcap(quote, col, now.count()).verified);
+
+  auto replay = verify::replay_event_log(verify::parse_event_log(json::parse(q.event_log)));
+  auto parsed = verify::parse_quote(quote);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(replay.rtmr[i], parsed.td.rtmr[i]) << "rtmr" << i;
+  EXPECT_TRUE(info.at("simulated").as_bool());
+  auto tcb = json::parse(info.at("tcb_info").as_string()).as_object();
+  auto events = verify::parse_event_log(json::parse(q.event_log));
+  EXPECT_EQ(*verify::runtime_event_payload(events, "compose-hash", true),
+            to_hex(crypto::sha256(std::string(tcb.at("app_compose").as_string()))));
   std::filesystem::remove_all(dir);
 }
 
