@@ -249,10 +249,11 @@ Runner register_dev_tee(CLI::App& app) {
   auto* state = sub->add_option("--state", opts->state_dir,
                                 "directory holding the key seed (created with mode 0700, seed 0600) so keys survive "
                                 "restarts; without it keys are random per process");
-  auto* pki_flag = sub->add_flag("--pki", pki->pki,
-                                 "SIMULATED test-PKI mode (needs --state): generate/load a test root CA, PCK chain, "
-                                 "TCB signing and attestation keys in STATE/pki/ and write STATE/collateral.json, "
-                                 "for `verify --trust-simulated STATE`");
+  auto* pki_flag = sub->add_flag(
+      "--pki", pki->pki,
+      "SIMULATED test-PKI mode (needs --state): generate/load a test root CA, PCK chain, "
+      "TCB signing and attestation keys in STATE/pki/ and write STATE/collateral.json, "
+      "for `verify --trust-simulated STATE`; with --socket, GetQuote/Info serve quotes signed through it");
   pki_flag->needs(state);
   auto* ev = sub->add_option("--pki-evidence", pki->evidence_report_data,
                              "with --pki: print a SIMULATED GetQuote answer (TDX v4 quote signed through the test "
