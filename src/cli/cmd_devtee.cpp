@@ -131,8 +131,8 @@ struct Connections {
   }
 };
 
-void serve_connection(boost::asio::local::stream_protocol::socket sock, std::shared_ptr<const PkiService> svc,
-                      std::size_t body_limit, Connections& conns) {
+void serve_connection(boost::asio::local::stream_protocol::socket sock, const PkiService& svc, std::size_t body_limit,
+                      Connections& conns) {
   namespace http = boost::beast::http;
   boost::beast::flat_buffer buf;
   boost::system::error_code ec;
@@ -151,8 +151,8 @@ void serve_connection(boost::asio::local::stream_protocol::socket sock, std::sha
     }
     if (ec) break;
     const auto& req = parser.get();
-    devtee::Reply r = svc->handle(std::string_view(req.method_string().data(), req.method_string().size()),
-                                  std::string_view(req.target().data(), req.target().size()), req.body());
+    devtee::Reply r = svc.handle(std::string_view(req.method_string().data(), req.method_string().size()),
+                                 std::string_view(req.target().data(), req.target().size()), req.body());
     http::response<http::string_body> res{static_cast<http::status>(r.status), req.version()};
     res.set(http::field::content_type, "application/json");
     res.keep_alive(req.keep_alive());
@@ -206,7 +206,8 @@ int serve_pki(const devtee::Options& opts, devtee::TestPki pki) {
       }
       std::thread(
           [&conns, svc, limit = opts.body_limit](local::socket s) mutable {
-            serve_connection(std::move(s), std::move(svc), limit, conns);
+            serve_connection(std::move(s), *svc, limit, conns);
+            svc.reset();
             OPENSSL_thread_stop();  // free this thread's OpenSSL state now: main may exit before the thread does
             std::lock_guard lock(conns.m);
             --conns.active;

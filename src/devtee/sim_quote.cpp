@@ -159,7 +159,7 @@ Bytes build_sim_quote(const TestPki& pki, const SimMeasurements& m, const std::a
   std::array<std::uint8_t, 8> xfam{0xe7, 0x02, 0x06, 0, 0, 0, 0, 0};
   put(q, xfam);
   put(q, m.mrtd);
-  zeros(q, 48 * 3);  // mr_config_id, mr_owner, mr_owner_config
+  zeros(q, std::size_t{48} * 3);  // mr_config_id, mr_owner, mr_owner_config
   for (const auto& r : m.rtmr) put(q, r);
   put(q, report_data);
   const std::size_t signed_len = q.size();  // 48 + 584
