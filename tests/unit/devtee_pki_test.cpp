@@ -342,6 +342,7 @@ TEST(DevteePki, SocketServesVerifiableQuotes) {
   std::vector<std::string> args = {exe.string(), "dev-tee", "--socket",    sock,  "--state",
                                    state,        "--pki",   "--log-level", "warn"};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
