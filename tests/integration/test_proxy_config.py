@@ -50,12 +50,16 @@ def test_backend_api_key_is_sent_and_client_token_is_not(stack, dev_tee_optional
         assert b.proc.stop() == 0
 
 
+TTL = 20  # seconds
+
+
 def test_signature_ttl_and_capacity(stack, backend, dev_tee_optional):
     token = secrets.token_urlsafe(24)
     p = start_proxy(stack, "proxy-small-store", backend.url, dev_tee_optional.socket if dev_tee_optional else None,
-                    [token], extra=["--signature-ttl", "3", "--signature-capacity", "2"])
+                    [token], extra=["--signature-ttl", str(TTL), "--signature-capacity", "2"])
     with p.client() as c:
         ids = []
+        first = time.monotonic()
         for _ in range(2):
             body = _chat(stack)
             r = c.post(CHAT, content=body, headers=JSON)
@@ -64,8 +68,12 @@ def test_signature_ttl_and_capacity(stack, backend, dev_tee_optional):
             vh.verify_exchange(c, r.json()["id"], body, r.content, token)
             ids.append(r.json()["id"])
         full = c.post(CHAT, content=_chat(stack), headers=JSON)
+        # The TTL is generous so that a slow (sanitized, loaded) machine still fills the store before
+        # the first record expires.
+        assert time.monotonic() - first < TTL, "the machine was too slow to fill the store inside the TTL"
         vh.check_error_envelope(full, 503)
-        time.sleep(4)
+        assert int(full.headers["retry-after"]) >= 1
+        time.sleep(max(0.0, first + TTL + 1.5 - time.monotonic()))
         for rid in ids:
             vh.check_error_envelope(vh.fetch_signature(c, rid, "ecdsa", token), 404)
         body = _chat(stack)
