@@ -62,7 +62,10 @@ std::optional<EthAddress> parse_eth_address(std::string_view s) {
 }
 
 Digest32 eip191_digest(std::string_view message) {
-  std::string prefix = "\x19" "Ethereum Signed Message:\n" + std::to_string(message.size());
+  std::string prefix =
+      "\x19"
+      "Ethereum Signed Message:\n" +
+      std::to_string(message.size());
   Bytes buf;
   buf.reserve(prefix.size() + message.size());
   buf.insert(buf.end(), prefix.begin(), prefix.end());

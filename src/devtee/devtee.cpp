@@ -47,7 +47,7 @@ using local = asio::local::stream_protocol;
 
 namespace {
 
-constexpr std::size_t kMaxFixtureBytes = 64 * 1024 * 1024;
+constexpr std::size_t kMaxFixtureBytes = std::size_t{64} << 20;
 constexpr std::size_t kReportDataLen = 64;
 
 std::uint32_t le16(const Bytes& b, std::size_t at) { return b[at] | (b[at + 1] << 8); }

@@ -81,7 +81,7 @@ struct Options {
   std::string socket_path;
   std::string fixture_path;  // empty: default_fixture_path()
   std::string state_dir;     // empty: random per-process seed
-  std::size_t body_limit = 64 * 1024;
+  std::size_t body_limit = std::size_t{64} << 10;
   std::chrono::seconds idle_timeout{30};
 };
 

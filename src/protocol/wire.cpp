@@ -5,8 +5,8 @@
 
 namespace pi::protocol {
 
-std::string error_envelope(std::string_view message, std::string_view type,
-                           std::optional<std::string_view> param, std::optional<std::string_view> code) {
+std::string error_envelope(std::string_view message, std::string_view type, std::optional<std::string_view> param,
+                           std::optional<std::string_view> code) {
   boost::json::object err;
   err["message"] = message;
   err["type"] = type;

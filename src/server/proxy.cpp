@@ -454,7 +454,7 @@ struct ProxyServer::Impl {
     crypto::Sha256 hasher;
     protocol::SseScanner scanner;
     std::array<char, 4096> cb{};  // per stream: SSE events are small; 4 KiB keeps 4096 streams lean
-    std::string held;  // bytes from the chunk that completed the stream, written after signing
+    std::string held;             // bytes from the chunk that completed the stream, written after signing
     bool backend_failed = false;
     while (!parser.is_done()) {
       parser.get().body().data = cb.data();

@@ -19,9 +19,9 @@ namespace pi::tee {
 struct DstackEndpoint {
   enum class Kind { Unix, Http };
   Kind kind = Kind::Unix;
-  std::string path;  // Unix socket path (Kind::Unix)
-  std::string host;  // Kind::Http
-  std::string port;  // Kind::Http
+  std::string path;              // Unix socket path (Kind::Unix)
+  std::string host;              // Kind::Http
+  std::string port;              // Kind::Http
   std::string describe() const;  // "unix:/var/run/dstack.sock" or "http://host:port"
 };
 

@@ -333,7 +333,8 @@ class Steps {
 
  private:
   void add(std::string id, std::string title, Status s, std::string detail) {
-    Check c{Group::Hardware, "tdx." + id, std::move(title), s, std::move(detail)};
+    id.insert(0, "tdx.");
+    Check c{Group::Hardware, std::move(id), std::move(title), s, std::move(detail)};
     r_.checks.push_back(std::move(c));
   }
   DcapResult& r_;

@@ -45,7 +45,7 @@ TEST(SignatureStore, FullStoreRefusesInsteadOfEvictingLiveRecords) {
   s.set_clock_for_test([&] { return t; });
   ASSERT_TRUE(s.try_reserve());
   ASSERT_TRUE(s.commit("a", rec(1)));
-  ASSERT_TRUE(s.try_reserve());  // held by an in-flight request
+  ASSERT_TRUE(s.try_reserve());   // held by an in-flight request
   EXPECT_FALSE(s.try_reserve());  // 1 live + 1 reserved = capacity
   s.release();
   ASSERT_TRUE(s.try_reserve());
