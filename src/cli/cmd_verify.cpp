@@ -151,7 +151,9 @@ AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed
     } catch (const UsageError&) {
       throw;
     } catch (const std::exception& e) {
-      throw UsageError(fmt::format("collateral {}: {}", collateral_path, e.what()));
+      throw UsageError(fmt::format("{} {}: {}",
+                                   c.collateral_path.empty() ? "--trust-simulated collateral" : "--collateral",
+                                   collateral_path, e.what()));
     }
     if (!c.trust_simulated.empty()) o.collateral->simulated_root_der = load_test_root(c.trust_simulated);
   } else if (network_allowed) {
