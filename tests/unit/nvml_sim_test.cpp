@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "crypto/random.hpp"
+#include "nvml_sim_support.hpp"
 #include "tee/gpu_evidence.hpp"
 #include "tee/nvml.hpp"
 #include "verify/gpu.hpp"
@@ -23,27 +24,10 @@ using pi::tee::NvmlErrorKind;
 using pi::tee::NvmlLibrary;
 using pi::verify::Status;
 
-std::string sim_lib_path() {
-  if (const char* p = std::getenv("PI_NVML_SIM_LIB")) return p;
-  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "libnvidia-ml-sim.so").string();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-pi::protocol::Nonce random_nonce() {
-  pi::protocol::Nonce n{};
-  pi::crypto::random_fill(n);
-  return n;
-}
-
-constexpr const char* kSimVars[] = {"PI_NVML_SIM_MODE", "PI_NVML_SIM_GPUS",    "PI_NVML_SIM_PPCIE",
-                                    "PI_NVML_SIM_CC",   "PI_NVML_SIM_READY",   "PI_NVML_SIM_DELAY_MS",
-                                    "PI_NVML_SIM_ARCH", "PI_NVML_SIM_PKI_DIR", "PI_NVML_SIM_REPLAY"};
+using pi::testsupport::kSimVars;
+using pi::testsupport::random_nonce;
+using pi::testsupport::read_text;
+using pi::testsupport::sim_lib_path;
 
 class NvmlSim : public ::testing::Test {
  protected:

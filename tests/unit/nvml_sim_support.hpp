@@ -1,0 +1,38 @@
+#pragma once
+// Shared by the tests that load the simulated NVML (build/libnvidia-ml-sim.so) through dlopen.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "crypto/random.hpp"
+#include "protocol/signing.hpp"
+
+namespace pi::testsupport {
+
+// The simulated library next to the test binary (or $PI_NVML_SIM_LIB).
+inline std::string sim_lib_path() {
+  if (const char* p = std::getenv("PI_NVML_SIM_LIB")) return p;
+  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "libnvidia-ml-sim.so").string();
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline protocol::Nonce random_nonce() {
+  protocol::Nonce n{};
+  crypto::random_fill(n);
+  return n;
+}
+
+// Every environment variable the simulated library reads (tests reset them between cases).
+inline constexpr const char* kSimVars[] = {"PI_NVML_SIM_MODE", "PI_NVML_SIM_GPUS",    "PI_NVML_SIM_PPCIE",
+                                           "PI_NVML_SIM_CC",   "PI_NVML_SIM_READY",   "PI_NVML_SIM_DELAY_MS",
+                                           "PI_NVML_SIM_ARCH", "PI_NVML_SIM_PKI_DIR", "PI_NVML_SIM_REPLAY"};
+
+}  // namespace pi::testsupport
