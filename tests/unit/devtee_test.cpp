@@ -33,6 +33,7 @@
 #include "crypto/eth.hpp"
 #include "devtee/devtee.hpp"
 #include "tee/dstack_client.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -47,33 +48,8 @@ using pi::tee::DstackError;
 const std::string kFixture = std::string(PI_FIXTURES_DIR) + "/tdx/vllm_proxy_sample_dstack.json";
 constexpr std::size_t kReportDataAt = 568;  // TDX v4 quote: 48-byte header + REPORTDATA at TD report offset 520
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/pi-devtee-test-XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-template <class T>
-T run_co(asio::io_context& ioc, asio::awaitable<T> aw) {
-  auto fut = asio::co_spawn(ioc, std::move(aw), asio::use_future);
-  ioc.restart();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("test coroutine did not finish");
-    ioc.run_one_for(std::chrono::milliseconds(100));
-    if (ioc.stopped()) ioc.restart();
-  }
-  return fut.get();
-}
+using pi::testsupport::run_co;
+using pi::testsupport::TempDir;
 
 json::object read_json_file(const std::string& path) {
   std::ifstream in(path);

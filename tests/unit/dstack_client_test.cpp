@@ -24,6 +24,7 @@
 #include "crypto/eth.hpp"
 #include "devtee/devtee.hpp"
 #include "tee/dstack_client.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -35,34 +36,8 @@ using pi::tee::DstackError;
 
 const std::string kFixtures = PI_FIXTURES_DIR;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/pi-dstack-test-XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-// Runs `aw` on `ioc` (which may also run servers) until it completes; rethrows its exception.
-template <class T>
-T run_co(asio::io_context& ioc, asio::awaitable<T> aw) {
-  auto fut = asio::co_spawn(ioc, std::move(aw), asio::use_future);
-  ioc.restart();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("test coroutine did not finish");
-    ioc.run_one_for(std::chrono::milliseconds(100));
-    if (ioc.stopped()) ioc.restart();
-  }
-  return fut.get();
-}
+using pi::testsupport::run_co;
+using pi::testsupport::TempDir;
 
 DstackEndpoint unix_ep(const std::string& path) { return *pi::tee::parse_dstack_endpoint(path); }
 

@@ -30,8 +30,12 @@
 #include "verify/gpu_spdm.hpp"
 #include "verify/nras.hpp"
 
+#include "test_support.hpp"
+
 namespace pi::verify {
 namespace {
+
+using Signer = pi::testsupport::NrasTestSigner;
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -216,41 +220,6 @@ TEST(VerifyGpuNrasOnline, ServerCertificateForAnotherHostIsRefused) {
 }
 
 // --- the whole online flow against the simulated NRAS ---
-
-struct Signer {
-  EVP_PKEY* key = EVP_EC_gen("P-384");
-  ~Signer() { EVP_PKEY_free(key); }
-  std::string sign(const boost::json::object& claims) const {
-    auto b64u = [](std::string_view s) { return gpu::base64url_encode(pi::as_bytes(s)); };
-    std::string input =
-        b64u(R"({"kid":"simulated-nras-key","alg":"ES384"})") + "." + b64u(boost::json::serialize(claims));
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    std::size_t len = 0;
-    EVP_DigestSignInit(ctx, nullptr, EVP_sha384(), nullptr, key);
-    EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()), input.size());
-    pi::Bytes der(len);
-    EVP_DigestSign(ctx, der.data(), &len, reinterpret_cast<const unsigned char*>(input.data()), input.size());
-    EVP_MD_CTX_free(ctx);
-    const unsigned char* p = der.data();
-    ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len));
-    pi::Bytes raw(96);
-    BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw.data(), 48);
-    BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw.data() + 48, 48);
-    ECDSA_SIG_free(sig);
-    return input + "." + gpu::base64url_encode(raw);
-  }
-  std::string jwks() const {
-    unsigned char pub[97];
-    std::size_t len = 0;
-    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub, &len);
-    boost::json::object k{{"kty", "EC"},
-                          {"crv", "P-384"},
-                          {"kid", "simulated-nras-key"},
-                          {"x", gpu::base64url_encode(pi::ByteView(pub + 1, 48))},
-                          {"y", gpu::base64url_encode(pi::ByteView(pub + 49, 48))}};
-    return boost::json::serialize(boost::json::object{{"keys", boost::json::array{k}}});
-  }
-};
 
 boost::json::object json_fixture(const std::string& name) {
   boost::system::error_code ec;

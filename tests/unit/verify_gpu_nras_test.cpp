@@ -19,8 +19,13 @@
 #include "verify/gpu_spdm.hpp"
 #include "verify/nras.hpp"
 
+#include "test_support.hpp"
+
 namespace pi::verify {
 namespace {
+
+using Signer = pi::testsupport::NrasTestSigner;
+using pi::testsupport::TempDir;
 
 constexpr std::int64_t kNow = 1735689600;  // 2025-01-01T00:00:00Z (see verify_gpu_test.cpp)
 constexpr const char* kNonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
@@ -41,47 +46,6 @@ boost::json::object json_fixture(const std::string& name) {
 }
 
 std::string b64u(std::string_view s) { return gpu::base64url_encode(pi::as_bytes(s)); }
-
-// Throwaway NRAS stand-in signer (test only): ES384 over base64url(header).base64url(payload).
-struct Signer {
-  EVP_PKEY* key = EVP_EC_gen("P-384");
-  std::string kid;
-  explicit Signer(std::string k) : kid(std::move(k)) {}
-  ~Signer() { EVP_PKEY_free(key); }
-
-  std::string sign(const boost::json::object& claims) const {
-    boost::json::object header{{"kid", kid}, {"alg", "ES384"}};
-    std::string input = b64u(boost::json::serialize(header)) + "." + b64u(boost::json::serialize(claims));
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    std::size_t len = 0;
-    EVP_DigestSignInit(ctx, nullptr, EVP_sha384(), nullptr, key);
-    EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()), input.size());
-    pi::Bytes der(len);
-    EVP_DigestSign(ctx, der.data(), &len, reinterpret_cast<const unsigned char*>(input.data()), input.size());
-    EVP_MD_CTX_free(ctx);
-    const unsigned char* p = der.data();
-    ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len));
-    pi::Bytes raw(96);
-    BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw.data(), 48);
-    BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw.data() + 48, 48);
-    ECDSA_SIG_free(sig);
-    return input + "." + gpu::base64url_encode(raw);
-  }
-
-  std::string jwks() const {
-    unsigned char pub[97];
-    std::size_t len = 0;
-    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub, &len);
-    EXPECT_EQ(len, 97u);
-    boost::json::object k{{"kty", "EC"},
-                          {"crv", "P-384"},
-                          {"kid", kid},
-                          {"use", "sig"},
-                          {"x", gpu::base64url_encode(pi::ByteView(pub + 1, 48))},
-                          {"y", gpu::base64url_encode(pi::ByteView(pub + 49, 48))}};
-    return boost::json::serialize(boost::json::object{{"keys", boost::json::array{k}}});
-  }
-};
 
 std::string digest_of(const std::string& token) { return pi::to_hex(pi::crypto::sha256(token)); }
 
@@ -261,23 +225,6 @@ TEST(VerifyGpuNras, MalformedInputsAreClearErrors) {
 }
 
 // --- through check_gpu_evidence with files, as the CLI uses it ---
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    path = std::filesystem::temp_directory_path() / ("pi-gpu-nras-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& content) const {
-    auto p = path / name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p.string();
-  }
-};
 
 boost::json::value nvtrust_payload() {
   auto hex = fixture("nvtrust_hopper_report.hex");
