@@ -25,6 +25,7 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -58,6 +59,10 @@ struct Options {
   double warmup_s = 1;
   double ramp_s = -1;  // default: half the warmup
   long max_tokens = 16;
+  // Each worker's first answer asks for a different, shorter length (deterministic per worker index),
+  // so that streams are spread over their lifetime from the start instead of all emitting tokens in
+  // step, as in a server that has been running for a while. Used where an answer outlasts the run.
+  bool stagger = false;
   std::string token;
   std::vector<std::pair<std::string, int>> watch;
 };
@@ -68,7 +73,7 @@ double ms_since(Clock::time_point a, Clock::time_point b) {
 
 struct Stats {
   std::vector<double> ttfb, ttft, itl, total;
-  std::uint64_t requests = 0;  // completed in the window
+  std::uint64_t requests = 0;  // answers completed in the window
   std::uint64_t tokens = 0;    // received in the window
   std::uint64_t bytes = 0;
   std::map<std::string, std::uint64_t> errors;
@@ -151,7 +156,14 @@ struct Generator {
     return s;
   }
 
-  http::request<http::string_body> make_request(const std::string& sig_id, bool ed) {
+  // The staggered first answer's length for worker `index`: spread evenly over 1..max_tokens
+  // (golden-ratio sequence), the same in every run so that direct and proxied get the same load.
+  long first_answer_tokens(unsigned index) const {
+    const double frac = std::fmod(0.6180339887498949 * (index + 1), 1.0);
+    return std::clamp<long>(1 + static_cast<long>(frac * static_cast<double>(opt.max_tokens)), 1, opt.max_tokens);
+  }
+
+  http::request<http::string_body> make_request(const std::string& sig_id, bool ed, long max_tokens) {
     http::request<http::string_body> req;
     req.version(11);
     req.set(http::field::host, opt.host + ":" + opt.port);
@@ -167,7 +179,7 @@ struct Generator {
         req.set(http::field::content_type, "application/json");
         std::string body =
             "{\"model\":\"synthetic\",\"messages\":[{\"role\":\"user\",\"content\":\"Benchmark request " +
-            random_hex(4) + "\"}],\"max_tokens\":" + std::to_string(opt.max_tokens);
+            random_hex(4) + "\"}],\"max_tokens\":" + std::to_string(max_tokens);
         if (stream) body += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
         body += "}";
         req.body() = std::move(body);
@@ -272,7 +284,11 @@ struct Generator {
         }
       }
       const bool measured = in_window(t0);
-      auto req = make_request(sig_id, (n++ & 1) != 0);
+      // With --stagger, the first answer of each worker is shorter (see Options::stagger); it counts
+      // for tokens, time to first token and inter-token gaps, not for total latency.
+      const bool partial = opt.stagger && n == 0 && first_answer_tokens(index) < opt.max_tokens;
+      auto req = make_request(sig_id, (n & 1) != 0, partial ? first_answer_tokens(index) : opt.max_tokens);
+      ++n;
       auto [wec, wn] = co_await http::async_write(*s, req, kTuple);
       if (wec) {
         if (Clock::now() < t_end) error("write: " + wec.message(), t0);
@@ -360,9 +376,9 @@ struct Generator {
       }
       if (!ok) {
         error(kind, t0);
-      } else if (measured && t_done <= t_end) {
-        st.requests++;
-        st.total.push_back(ms_since(t0, t_done));
+      } else if (in_window(t_done)) {
+        st.requests++;  // answers completed inside the window
+        if (measured && !partial) st.total.push_back(ms_since(t0, t_done));
       }
       if (!p.keep_alive()) s.reset();
     }
@@ -434,6 +450,7 @@ struct Generator {
     r["concurrency"] = opt.concurrency;
     r["duration_s"] = opt.duration_s;
     r["warmup_s"] = opt.warmup_s;
+    r["stagger"] = opt.stagger;
     r["requests"] = st.requests;
     r["tokens"] = st.tokens;
     r["body_bytes"] = st.bytes;
@@ -474,8 +491,8 @@ struct Generator {
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s --url http://HOST:PORT --mode chat|chat-stream|attestation|signature|get [--path P]\n"
-               "          [--concurrency N] [--duration S] [--warmup S] [--ramp S] [--max-tokens N] [--token T]\n"
-               "          [--watch NAME=PID]... [--out FILE]\n"
+               "          [--concurrency N] [--duration S] [--warmup S] [--ramp S] [--max-tokens N] [--stagger]\n"
+               "          [--token T] [--watch NAME=PID]... [--out FILE]\n"
                "Fixed-concurrency load generator; prints JSON results (see docs/performance.md).\n",
                argv0);
   std::exit(2);
@@ -529,6 +546,8 @@ int main(int argc, char** argv) {
         o.ramp_s = std::stod(val());
       } else if (a == "--max-tokens") {
         o.max_tokens = std::stol(val());
+      } else if (a == "--stagger") {
+        o.stagger = true;
       } else if (a == "--token") {
         o.token = val();
       } else if (a == "--watch") {

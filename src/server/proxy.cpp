@@ -392,6 +392,85 @@ struct ProxyServer::Impl {
     x.client_reusable = co_await send(client, std::move(pending), x.ri.route, t0);
   }
 
+  // State of one streamed exchange, shared by the pump and its watchdog.
+  struct StreamState {
+    crypto::Sha256 hasher;
+    protocol::SseScanner scanner;
+    std::array<char, 4096> cb{};  // per stream: SSE events are small; 4 KiB keeps 4096 streams lean
+    std::string held;             // bytes from the chunk that completed the stream, written after signing
+    Clock::time_point deadline;   // when the current wait (engine read or client write) times out
+    bool writing = false;         // the current wait is a write to the client
+    bool backend_failed = false;
+    bool backend_timed_out = false;
+  };
+
+  // Relays the engine's SSE body to the client chunk by chunk, hashing the exact bytes.
+  awaitable<void> pump_stream(beast::tcp_stream& client, Exchange& x, BackendConn& conn, beast::flat_buffer& bbuf,
+                              http::response_parser<http::buffer_body>& parser, StreamState& st) {
+    co_await net::this_coro::throw_if_cancelled(false);
+    auto& backend = conn.stream.socket();
+    auto& csock = client.socket();
+    while (!parser.is_done()) {
+      parser.get().body().data = st.cb.data();
+      parser.get().body().size = st.cb.size();
+      st.deadline = Clock::now() + cfg.backend_timeout;
+      auto [ec, n] = co_await http::async_read_some(backend, bbuf, parser, kTuple);
+      const std::size_t got = st.cb.size() - parser.get().body().size;
+      if (got > 0) {
+        std::string_view piece(st.cb.data(), got);
+        st.hasher.update(piece);
+        st.scanner.feed(piece);
+        x.bytes_out += got;
+        if (st.scanner.completed() || !st.held.empty()) {
+          st.held.append(piece);
+        } else {
+          st.writing = true;
+          st.deadline = Clock::now() + cfg.client_timeout;
+          auto [wec, wn] = co_await net::async_write(csock, http::make_chunk(net::buffer(piece)), kTuple);
+          st.writing = false;
+          if (wec) {
+            x.client_gone = true;
+            break;
+          }
+        }
+      }
+      if (ec == http::error::need_buffer) continue;
+      if (ec) {
+        if (ec == beast::error::timeout || st.backend_timed_out) metrics.backend_timeouts++;
+        st.backend_failed = true;
+        break;
+      }
+    }
+  }
+
+  // Enforces StreamState::deadline with one timer that wakes at most every quarter of the shorter
+  // timeout (so a deadline moved earlier is noticed late by at most that much). On expiry it closes
+  // the socket being waited on; the pump then sees the error. Returns only when cancelled, i.e.
+  // when the pump has finished.
+  awaitable<void> stream_watchdog(StreamState& st, tcp::socket& backend, tcp::socket& client) {
+    co_await net::this_coro::throw_if_cancelled(false);
+    const Clock::duration tick = std::max<Clock::duration>(std::min(cfg.backend_timeout, cfg.client_timeout) / 4,
+                                                           std::chrono::milliseconds(100));
+    net::steady_timer timer(co_await net::this_coro::executor);
+    bool fired = false;
+    for (;;) {
+      const auto now = Clock::now();
+      if (!fired && now >= st.deadline) {
+        fired = true;
+        beast::error_code ignored;
+        if (st.writing) {
+          client.close(ignored);
+        } else {
+          st.backend_timed_out = true;
+          backend.close(ignored);
+        }
+      }
+      timer.expires_at(fired ? Clock::time_point::max() : std::min(st.deadline, now + tick));
+      auto [ec] = co_await timer.async_wait(kTuple);
+      if (ec) co_return;  // cancelled: the pump is done
+    }
+  }
+
   awaitable<void> relay(beast::tcp_stream& client, Exchange& x, Clock::time_point t0, BackendConn& conn,
                         beast::flat_buffer& bbuf, http::response_parser<http::buffer_body>& parser) {
     const auto& hdr = parser.get();
@@ -451,41 +530,15 @@ struct ProxyServer::Impl {
       x.client_gone = true;
       co_return;
     }
-    crypto::Sha256 hasher;
-    protocol::SseScanner scanner;
-    std::array<char, 4096> cb{};  // per stream: SSE events are small; 4 KiB keeps 4096 streams lean
-    std::string held;             // bytes from the chunk that completed the stream, written after signing
-    bool backend_failed = false;
-    while (!parser.is_done()) {
-      parser.get().body().data = cb.data();
-      parser.get().body().size = cb.size();
-      conn.stream.expires_after(cfg.backend_timeout);
-      auto [ec, n] = co_await http::async_read_some(conn.stream, bbuf, parser, kTuple);
-      const std::size_t got = cb.size() - parser.get().body().size;
-      if (got > 0) {
-        std::string_view piece(cb.data(), got);
-        hasher.update(piece);
-        scanner.feed(piece);
-        x.bytes_out += got;
-        if (scanner.completed() || !held.empty()) {
-          held.append(piece);
-        } else {
-          client.expires_after(cfg.client_timeout);
-          auto [wec, wn] = co_await net::async_write(client, http::make_chunk(net::buffer(piece)), kTuple);
-          client.expires_never();
-          if (wec) {
-            x.client_gone = true;
-            break;
-          }
-        }
-      }
-      if (ec == http::error::need_buffer) continue;
-      if (ec) {
-        if (ec == beast::error::timeout) metrics.backend_timeouts++;
-        backend_failed = true;
-        break;
-      }
-    }
+    // Timeouts while streaming: one deadline per exchange, moved forward with a clock read per chunk,
+    // and one watchdog timer that wakes rarely, instead of re-arming socket timers for every SSE
+    // chunk (three timer operations per token; see docs/performance.md).
+    conn.stream.expires_never();
+    StreamState st;
+    st.deadline = Clock::now() + cfg.backend_timeout;
+    co_await (pump_stream(client, x, conn, bbuf, parser, st) ||
+              stream_watchdog(st, conn.stream.socket(), client.socket()));
+    const bool backend_failed = st.backend_failed;
     x.backend_socket = nullptr;
     if (x.client_gone || backend_failed) {
       // No signature: the stream is incomplete. Abort the client connection so the client sees
@@ -501,12 +554,12 @@ struct ProxyServer::Impl {
       co_return;
     }
     if (parser.keep_alive()) release_backend(*x.worker, conn);
-    const auto response_hash = hasher.finish();
-    if (x.reserved && scanner.signable()) {
-      finish_signature(x, response_hash, scanner.id());
+    const auto response_hash = st.hasher.finish();
+    if (x.reserved && st.scanner.signable()) {
+      finish_signature(x, response_hash, st.scanner.id());
     } else {
       if (x.reserved) {
-        if (scanner.id().empty() && scanner.completed())
+        if (st.scanner.id().empty() && st.scanner.completed())
           metrics.unsigned_no_id++;
         else
           metrics.unsigned_incomplete++;
@@ -515,8 +568,8 @@ struct ProxyServer::Impl {
     }
     x.stream_finished = true;
     client.expires_after(cfg.client_timeout);
-    if (!held.empty()) {
-      auto [wec, wn] = co_await net::async_write(client, http::make_chunk(net::buffer(held)), kTuple);
+    if (!st.held.empty()) {
+      auto [wec, wn] = co_await net::async_write(client, http::make_chunk(net::buffer(st.held)), kTuple);
       if (wec) x.client_gone = true;
     }
     if (!x.client_gone) {
