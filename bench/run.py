@@ -47,7 +47,8 @@ CELLS = [
     dict(name="stream 256 tok c=512", mode="chat-stream", c=512, tokens=256, ttft_ms=20, itl_ms=50, stagger=True,
          duration=6, warmup=2,
          note="a token every 50 ms: an answer lasts 12.8 s, so streams are staggered and total latency is not "
-              "sampled; requests/s counts answers completed in the window, the staggered first ones included"),
+              "sampled; requests/s counts answers completed in the window, the staggered first ones included; "
+              "6 s runs after 2 s warm-up"),
     dict(name="stream 256 tok c=4096", mode="chat-stream", c=4096, tokens=256, ttft_ms=20, itl_ms=400, stagger=True,
          duration=8, warmup=3,
          note="a token every 400 ms: an answer lasts 102 s, staggered as above; 8 s runs after 3 s warm-up "
@@ -494,13 +495,15 @@ def render(out: dict) -> str:
                  f"{out['machine']['cpus']} CPUs, load average before {out['machine']['loadavg_before'][0]:.2f} / "
                  f"after {out['machine']['loadavg_after'][0]:.2f}")
     lines.append(f"{out['pinning']}; {out['params']['duration_s']:g} s per run after "
-                 f"{out['params']['warmup_s']:g} s warm-up, {out['params']['rounds']} round(s) interleaved, means "
-                 f"shown; proxy log level {out['params']['proxy_log_level']}")
+                 f"{out['params']['warmup_s']:g} s warm-up (unless a cell's note says otherwise), "
+                 f"{out['params']['rounds']} round(s) interleaved, means shown; proxy log level "
+                 f"{out['params']['proxy_log_level']}")
     lines.append("Engine: pi-bench-backend (synthetic, timers only; vLLM SSE framing). Latencies in ms.")
     if out.get("preflight"):
         lines.append(f"Pre-flight: {out['preflight']}.")
     lines.append("")
-    hdr = f"| {'cell':<24} | {'figure':<16} | {'direct':>10} | {'proxied':>10} | {'ratio':>6} | {'added':>8} |"
+    w = max([24] + [len(r["cell"]["name"]) for r in out["cells"]])  # cell column width
+    hdr = f"| {'cell':<{w}} | {'figure':<16} | {'direct':>10} | {'proxied':>10} | {'ratio':>6} | {'added':>8} |"
     lines.append(hdr)
     lines.append("|" + "|".join("-" * (len(x)) for x in hdr.split("|")[1:-1]) + "|")
     for r in out["cells"]:
@@ -518,12 +521,12 @@ def render(out: dict) -> str:
         for label, k in rows:
             name = c["name"] if first else ""
             first = False
-            lines.append(f"| {name:<24} | {label:<16} | {fmt(d.get(k)):>10} | {fmt(p.get(k)):>10} | "
+            lines.append(f"| {name:<{w}} | {label:<16} | {fmt(d.get(k)):>10} | {fmt(p.get(k)):>10} | "
                          f"{fmt(ratio.get(k)):>6} | {fmt(added.get(k)) if k in added else '':>8} |")
-        lines.append(f"| {'':<24} | {'errors':<16} | {d['errors']:>10} | {p['errors']:>10} | {'':>6} | {'':>8} |")
+        lines.append(f"| {'':<{w}} | {'errors':<16} | {d['errors']:>10} | {p['errors']:>10} | {'':>6} | {'':>8} |")
     lines.append("")
     lines.append("Proxy cost (proxied runs):")
-    hdr2 = (f"| {'cell':<24} | {'conc.':>5} | {'proxy CPU %':>11} | {'CPU ms/1000 tok':>15} | "
+    hdr2 = (f"| {'cell':<{w}} | {'conc.':>5} | {'proxy CPU %':>11} | {'CPU ms/1000 tok':>15} | "
             f"{'CPU us/request':>14} | {'peak RSS MB':>11} | {'engine CPU %':>12} | {'loadgen CPU %':>13} | "
             f"{'proxy waited %':>14} | {'direct: gen+engine waited %':>27} |")
     lines.append(hdr2)
@@ -531,7 +534,7 @@ def render(out: dict) -> str:
     for r in out["cells"]:
         c, p, d = r["cell"], r["summary"]["proxied"], r["summary"]["direct"]
         util = p.get("proxy_cpu_util")
-        lines.append(f"| {c['name']:<24} | {c['c']:>5} | {fmt(util * 100 if util is not None else None, 1):>11} | "
+        lines.append(f"| {c['name']:<{w}} | {c['c']:>5} | {fmt(util * 100 if util is not None else None, 1):>11} | "
                      f"{fmt(p.get('proxy_cpu_ms_per_1000_tokens')) if c['mode'].startswith('chat') else '-':>15} | "
                      f"{fmt(p.get('proxy_cpu_us_per_request'), 1):>14} | {fmt(p.get('proxy_peak_rss_mb'), 1):>11} | "
                      f"{fmt(p['engine_cpu_util'] * 100, 1):>12} | {fmt(p['loadgen_cpu_util'] * 100, 1):>13} | "

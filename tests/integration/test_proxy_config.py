@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
-import threading
 import time
 
 
 import verify_helpers as vh
 from conftest import free_port, start_backend, start_proxy
+from failing_peers import SilentBackend
 
 CHAT = "/v1/chat/completions"
 JSON = {"Content-Type": "application/json"}
@@ -92,31 +91,6 @@ def test_unreachable_backend_is_502(stack):
     with p.client() as c:
         vh.check_error_envelope(c.post(CHAT, content=_chat(stack), headers=JSON), 502)
     assert p.proc.stop() == 0, p.proc.tail()
-
-
-class SilentBackend:
-    """simulated failure: a TCP peer that accepts connections and reads requests but never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def test_silent_backend_is_504(stack):

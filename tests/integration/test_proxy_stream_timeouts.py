@@ -1,8 +1,8 @@
 """Timeouts in the middle of a stream: an engine that goes silent, a client that stops reading.
 
-Real llama.cpp cannot be told to stall mid-answer, so the engine here is a simulated failure: a TCP
-peer that speaks HTTP/1.1 and vLLM's SSE framing, then misbehaves. The proxy, the client and the
-checks are real.
+Real llama.cpp cannot be told to stall mid-answer, so the engine here is a simulated failure
+(failing_peers.MisbehavingEngine: HTTP/1.1 and vLLM's SSE framing, then misbehaviour). The proxy,
+the client and the checks are real.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 import re
 import secrets
 import socket
-import threading
 import time
 
 import httpx
@@ -18,84 +17,20 @@ import pytest
 
 import verify_helpers as vh
 from conftest import start_proxy
+from failing_peers import MisbehavingEngine
 
 CHAT = "/v1/chat/completions"
 JSON = {"Content-Type": "application/json"}
 STREAM_ID = "chatcmpl-stall-0001"
 
 
-def _event(content: str) -> bytes:
-    ev = {"id": STREAM_ID, "object": "chat.completion.chunk", "created": 1, "model": "m",
-          "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
-    data = b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n"
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-
-class MisbehavingEngine:
-    """simulated failure: answers POSTs with an SSE stream that either stalls after `events` events
-    (flood=False) or floods events as fast as the proxy takes them (flood=True). Other requests get 404.
-    Records when the proxy closed each connection."""
-
-    def __init__(self, events: int = 1, flood: bool = False):
-        self.events, self.flood = events, flood
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.closed_at: list[float] = []
-        self.stream_started = threading.Event()
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket):
-        buf = b""
-        try:
-            while b"\r\n\r\n" not in buf:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-            head, _, rest = buf.partition(b"\r\n\r\n")
-            if not head.startswith(b"POST "):
-                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                return
-            m = re.search(rb"(?i)content-length:\s*(\d+)", head)
-            need = int(m.group(1)) if m else 0
-            while len(rest) < need:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                rest += chunk
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-            for i in range(self.events):
-                conn.sendall(_event(f"t{i}"))
-            self.stream_started.set()
-            if self.flood:
-                big = _event("x" * 4000) * 16
-                while True:
-                    conn.sendall(big)  # raises once the proxy closes the connection
-            while conn.recv(65536):  # silent: wait until the proxy gives up on us
-                pass
-        except OSError:
-            pass
-        finally:
-            self.closed_at.append(time.monotonic())
-            conn.close()
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+def _wait_for(cond, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _metric(proxy, name: str) -> float:
@@ -110,7 +45,7 @@ def _metric(proxy, name: str) -> float:
 def test_engine_silent_mid_stream_breaks_the_stream_unsigned(stack):
     """--backend-timeout 2: the events sent so far reach the client at once; after 2 s of silence the proxy
     closes the engine connection, the client sees a broken stream (no clean end) and no signature exists."""
-    engine = MisbehavingEngine(events=3)
+    engine = MisbehavingEngine(STREAM_ID, events=3)
     token = secrets.token_urlsafe(24)
     try:
         p = start_proxy(stack, "proxy-stall", engine.url, None, [token], extra=["--backend-timeout", "2"])
@@ -129,7 +64,8 @@ def test_engine_silent_mid_stream_breaks_the_stream_unsigned(stack):
         assert received.count(b"data: ") == 3 and b"[DONE]" not in received
         assert first < 2, f"events were held back ({first:.1f} s before the first)"
         assert 1.5 < broke < 30, f"stream broke after {broke:.1f} s with --backend-timeout 2"
-        assert engine.closed_at and engine.closed_at[0] - t0 < 30, "the proxy never closed the engine connection"
+        assert _wait_for(lambda: engine.closed_at, 10), "the proxy never closed the engine connection"
+        assert engine.closed_at[0] - t0 < 30
         assert _metric(p, "pi_backend_timeouts_total") == 1
         with p.client() as c:
             vh.check_error_envelope(vh.fetch_signature(c, STREAM_ID, "ecdsa", token), 404)
@@ -142,7 +78,7 @@ def test_client_that_stops_reading_is_dropped_and_engine_released(stack):
     """--client-timeout 2: a client that never reads while the engine floods events. Once the socket buffers
     are full the proxy's write stalls; after 2 s it drops the client and closes the engine connection
     (which cancels generation), and goes on serving."""
-    engine = MisbehavingEngine(events=1, flood=True)
+    engine = MisbehavingEngine(STREAM_ID, events=1, flood=True)
     token = secrets.token_urlsafe(24)
     try:
         p = start_proxy(stack, "proxy-stalled-client", engine.url, None, [token], extra=["--client-timeout", "2"])
@@ -156,10 +92,8 @@ def test_client_that_stops_reading_is_dropped_and_engine_released(stack):
                   b"\r\n\r\n" + body)
         assert engine.stream_started.wait(30), "the engine never got the request"
         t0 = time.monotonic()
-        deadline = t0 + 60
-        while not engine.closed_at and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert engine.closed_at, "the proxy kept the engine streaming into a client that does not read"
+        assert _wait_for(lambda: engine.closed_at, 60), \
+            "the proxy kept the engine streaming into a client that does not read"
         waited = engine.closed_at[0] - t0
         assert 1.5 < waited < 40, f"engine connection closed {waited:.1f} s after the stream started"
         # The client's side was closed too: draining it ends in EOF or a reset, not an endless stream.
