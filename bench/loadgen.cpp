@@ -73,8 +73,9 @@ double ms_since(Clock::time_point a, Clock::time_point b) {
 
 struct Stats {
   std::vector<double> ttfb, ttft, itl, total;
-  std::uint64_t requests = 0;  // answers completed in the window
-  std::uint64_t tokens = 0;    // received in the window
+  std::vector<double> lag, first_lag;  // token delivery lag: arrival - the engine's "pi_emit_ns"
+  std::uint64_t requests = 0;          // answers completed in the window
+  std::uint64_t tokens = 0;            // received in the window
   std::uint64_t bytes = 0;
   std::map<std::string, std::uint64_t> errors;
 };
@@ -202,8 +203,10 @@ struct Generator {
   }
 
   // Counts content-bearing SSE events in complete events of `pending`; returns how many, and
-  // whether [DONE] was seen. Consumes the complete events.
-  static std::pair<int, bool> scan_events(std::string& pending) {
+  // whether [DONE] was seen. Consumes the complete events. For each content event, `emitted` gets
+  // its "pi_emit_ns" (the synthetic engine's write time, CLOCK_MONOTONIC ns) or -1.
+  static std::pair<int, bool> scan_events(std::string& pending, std::vector<long long>& emitted) {
+    emitted.clear();
     int content = 0;
     bool done = false;
     std::size_t pos = 0;
@@ -218,6 +221,11 @@ struct Generator {
           auto k = ev.find(key);
           if (k != std::string_view::npos && k + key.size() < ev.size() && ev[k + key.size()] != '"') {
             ++content;
+            long long ns = -1;
+            constexpr std::string_view kEmit = "\"pi_emit_ns\":";
+            if (auto t = ev.rfind(kEmit); t != std::string_view::npos)
+              std::from_chars(ev.data() + t + kEmit.size(), ev.data() + ev.size(), ns);
+            emitted.push_back(ns);
             break;
           }
         }
@@ -308,6 +316,7 @@ struct Generator {
       const unsigned status = p.get().result_int();
       const bool sse = p.get()[http::field::content_type].starts_with("text/event-stream");
       std::string pending;  // SSE: bytes of an incomplete event; else: the body (bounded)
+      std::vector<long long> emitted;
       bool done_marker = false;
       bool first_token = true;
       Clock::time_point last_token{};
@@ -323,9 +332,16 @@ struct Generator {
           body_bytes += got;
           if (sse) {
             pending.append(tmp.data(), got);
-            auto [content, done] = scan_events(pending);
+            auto [content, done] = scan_events(pending, emitted);
             done_marker = done_marker || done;
+            const long long now_ns =
+                std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
             for (int i = 0; i < content; ++i) {
+              if (measured && emitted[static_cast<std::size_t>(i)] >= 0) {
+                const double lag = static_cast<double>(now_ns - emitted[static_cast<std::size_t>(i)]) / 1e6;
+                st.lag.push_back(lag);
+                if (first_token) st.first_lag.push_back(lag);
+              }
               if (first_token) {
                 if (measured) st.ttft.push_back(ms_since(t0, now));
                 first_token = false;
@@ -460,6 +476,8 @@ struct Generator {
     r["ttft_ms"] = pct(st.ttft);
     r["itl_ms"] = pct(st.itl);
     r["total_ms"] = pct(st.total);
+    r["lag_ms"] = pct(st.lag);
+    r["first_lag_ms"] = pct(st.first_lag);
     std::uint64_t nerr = 0;
     json::object errs;
     for (auto& [k, v] : st.errors) {

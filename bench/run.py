@@ -49,6 +49,11 @@ CELLS = [
          note="a token every 50 ms: an answer lasts 12.8 s, so streams are staggered and total latency is not "
               "sampled; requests/s counts answers completed in the window, the staggered first ones included; "
               "6 s runs after 2 s warm-up"),
+    dict(name="stream 256 tok c=512 in step", mode="chat-stream", c=512, tokens=256, ttft_ms=20, itl_ms=50,
+         stagger=True, in_step=True, duration=6, warmup=2,
+         note="as stream 256 tok c=512, but the engine emits every stream's next token at the same instant "
+              "(one decode step for all running sequences, as vLLM's continuous batching does): bursts of 512 "
+              "events every 50 ms; first tokens wait for the next step"),
     dict(name="stream 256 tok c=4096", mode="chat-stream", c=4096, tokens=256, ttft_ms=20, itl_ms=400, stagger=True,
          duration=8, warmup=3,
          note="a token every 400 ms: an answer lasts 102 s, staggered as above; 8 s runs after 3 s warm-up "
@@ -67,7 +72,9 @@ CELLS = [
 QUICK = {"chat non-stream small", "stream 256 tok c=64", "stream 256 tok c=512", "attestation (dev TEE)",
          "signature fetch"}
 
-LATENCIES = [("ttfb_ms", "TTFB"), ("ttft_ms", "TTFT"), ("itl_ms", "inter-token"), ("total_ms", "total")]
+LATENCIES = [("ttfb_ms", "TTFB"), ("ttft_ms", "TTFT"), ("itl_ms", "inter-token"), ("total_ms", "total"),
+             ("first_lag_ms", "1st-token lag"), ("lag_ms", "token lag")]
+STREAM_ONLY = ("ttft_ms", "itl_ms", "first_lag_ms", "lag_ms")
 
 
 def free_port() -> int:
@@ -205,7 +212,8 @@ class Bench:
     def start_backend(self, cell: dict) -> tuple[subprocess.Popen, int]:
         port = free_port()
         p = self.spawn([str(self.backend_bin), "--listen", f"127.0.0.1:{port}", "--ttft-ms", str(cell["ttft_ms"]),
-                        "--itl-ms", str(cell["itl_ms"]), "--tokens", str(max(1, cell["tokens"]))],
+                        "--itl-ms", str(cell["itl_ms"]), "--tokens", str(max(1, cell["tokens"])),
+                        *(["--in-step"] if cell.get("in_step") else [])],
                        self.pin.backend, "backend.log")
         wait_http(f"http://127.0.0.1:{port}/health")
         return p, port
@@ -423,7 +431,7 @@ def summarize(cell: dict, runs: dict[str, list[dict]]) -> dict:
                    "error_kinds": {k: v for r in rs for k, v in r["error_kinds"].items()}}
         for key, _ in LATENCIES:
             for q in ("p50", "p90", "p99"):
-                t[f"{key}_{q}"] = mean([r[key][q] for r in rs])
+                t[f"{key}_{q}"] = mean([r[key][q] for r in rs if key in r])
         proxy = [r["processes"].get("proxy") for r in rs if "proxy" in r["processes"]]
         if proxy:
             t["proxy_cpu_util"] = mean([p["cpu_util"] for p in proxy])
@@ -460,9 +468,18 @@ def check_targets(results: list[dict]) -> list[dict]:
         ratio = s["ratio"].get("tokens_per_s")
         out.append({"target": f"{c['name']}: proxied tokens/s >= 0.9 x direct", "value": ratio,
                     "met": ratio is not None and ratio >= 0.9})
-        if c["c"] == 512:
+        if c["c"] == 512 and not c.get("in_step"):
             added = s["added_ms"].get("ttft_ms_p99")
             out.append({"target": f"{c['name']}: added p99 TTFT < 2 ms", "value": added,
+                        "met": added is not None and added < 2.0})
+        if c["c"] == 512 and c.get("in_step"):
+            # Stricter than the target. In step, a first token waits for the engine's next step,
+            # which hides the request's own delay in TTFT; what the proxy adds to a first token is its
+            # delivery lag (engine write -> client), the same as for any token of the burst it arrives
+            # in, so the p99 over all tokens (tens of thousands of samples) is the robust figure.
+            added = s["added_ms"].get("lag_ms_p99")
+            out.append({"target": f"{c['name']}: added p99 token delivery lag < 2 ms (stricter check: "
+                                  "vLLM-like bursts, first tokens included)", "value": added,
                         "met": added is not None and added < 2.0})
         if c["c"] == 4096:
             rss = s["proxied"].get("proxy_peak_rss_mb")
@@ -513,7 +530,7 @@ def render(out: dict) -> str:
         if c["mode"].startswith("chat"):
             rows.append(("tokens/s", "tokens_per_s"))
         for key, label in LATENCIES:
-            if key in ("ttft_ms", "itl_ms") and c["mode"] != "chat-stream":
+            if key in STREAM_ONLY and c["mode"] != "chat-stream":
                 continue
             for q in ("p50", "p90", "p99"):
                 rows.append((f"{label} {q}", f"{key}_{q}"))

@@ -7,6 +7,12 @@
 //     finish_reason), a usage chunk (`"choices":[]`), then `data: [DONE]\n\n`.
 // Timing: time to first token (--ttft-ms), then one event every --itl-ms carrying
 // --tokens-per-chunk tokens, --tokens tokens in all (a request's "max_tokens" overrides it).
+// With --in-step, events are due on one shared clock (every --itl-ms since start-up), like the
+// decode steps of an engine that batches all running sequences (vLLM's continuous batching): every
+// stream gets its next token at the same instant, and a first token waits for the next step after
+// --ttft-ms.
+// Each content event also carries "pi_emit_ns" (when it was written, CLOCK_MONOTONIC) so that the
+// load generator can measure each token's delivery lag.
 // It is for benchmarks only; correctness tests use a real llama.cpp backend.
 #include <sys/resource.h>
 
@@ -47,6 +53,7 @@ struct Options {
   double itl_ms = 0;
   long tokens = 16;
   long tokens_per_chunk = 1;
+  bool in_step = false;
   unsigned threads = 1;
   std::string model = "synthetic";
 };
@@ -79,6 +86,7 @@ bool find_true(std::string_view body, std::string_view key) {
 
 struct Backend {
   Options opt;
+  const std::chrono::steady_clock::time_point epoch = std::chrono::steady_clock::now();  // --in-step clock
   std::atomic<std::uint64_t> seq{0};
   // Served at GET /bench/stats: how many connections and requests reached the engine (a proxy
   // that cannot keep its engine connections alive shows more connections than requests/stream).
@@ -137,6 +145,10 @@ struct Backend {
                            std::chrono::duration<double, std::milli>(opt.ttft_ms));
     const auto itl = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double, std::milli>(opt.itl_ms));
+    if (opt.in_step && itl.count() > 0) {  // round up to the next step of the shared clock
+      const auto steps = (due - epoch + itl - std::chrono::steady_clock::duration(1)) / itl;
+      due = epoch + steps * itl;
+    }
     for (long sent = 0; sent < tokens;) {
       timer.expires_at(due);
       auto [tec] = co_await timer.async_wait(kTuple);
@@ -152,6 +164,13 @@ struct Backend {
         auto p = ev.rfind("\"},\"logprobs\"");
         ev.replace(p, 3, "\",");
       }
+      // When the event was written, on the machine-wide monotonic clock (CLOCK_MONOTONIC): the load
+      // generator on the same machine subtracts it from the arrival time (token delivery lag). An extra
+      // member: clients ignore it, the proxy relays it untouched.
+      ev.insert(ev.size() - 3,
+                ",\"pi_emit_ns\":" + std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                        std::chrono::steady_clock::now().time_since_epoch())
+                                                        .count()));
       if (!co_await write_chunk(s, ev)) co_return false;
       due += itl;
     }
@@ -269,7 +288,7 @@ struct Backend {
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--listen HOST:PORT] [--ttft-ms MS] [--itl-ms MS] [--tokens N] [--tokens-per-chunk N]\n"
-               "          [--threads N] [--model NAME]\n"
+               "          [--in-step] [--threads N] [--model NAME]\n"
                "Synthetic OpenAI-compatible backend for benchmarks (vLLM framing, timers only).\n",
                argv0);
   std::exit(2);
@@ -303,6 +322,8 @@ int main(int argc, char** argv) {
         o.port = static_cast<unsigned short>(std::stoul(v.substr(c + 1)));
       } else if (a == "--ttft-ms") {
         o.ttft_ms = std::stod(val());
+      } else if (a == "--in-step") {
+        o.in_step = true;
       } else if (a == "--itl-ms") {
         o.itl_ms = std::stod(val());
       } else if (a == "--tokens") {
@@ -343,8 +364,9 @@ int main(int argc, char** argv) {
     signals.async_wait([&](const boost::system::error_code&, int) {
       for (auto& c : ctxs) c->stop();
     });
-    std::printf("pi-bench-backend listening on %s:%u (ttft %.1f ms, itl %.1f ms, %ld tokens, %ld per chunk)\n",
-                o.host.c_str(), ep.port(), o.ttft_ms, o.itl_ms, o.tokens, o.tokens_per_chunk);
+    std::printf("pi-bench-backend listening on %s:%u (ttft %.1f ms, itl %.1f ms%s, %ld tokens, %ld per chunk)\n",
+                o.host.c_str(), ep.port(), o.ttft_ms, o.itl_ms, o.in_step ? " in step" : "", o.tokens,
+                o.tokens_per_chunk);
     std::fflush(stdout);
     std::vector<std::thread> threads;
     for (unsigned i = 1; i < o.threads; ++i) threads.emplace_back([&c = *ctxs[i]] { c.run(); });
