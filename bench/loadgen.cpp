@@ -292,8 +292,9 @@ struct Generator {
         }
       }
       const bool measured = in_window(t0);
-      // With --stagger, the first answer of each worker is shorter (see Options::stagger); it counts
-      // for tokens, time to first token and inter-token gaps, not for total latency.
+      // With --stagger, the first answer of each worker is shorter (see Options::stagger). It starts
+      // during the warm-up (workers ramp up over half of it), so it counts for tokens and answers
+      // completed inside the window, and never for total latency.
       const bool partial = opt.stagger && n == 0 && first_answer_tokens(index) < opt.max_tokens;
       auto req = make_request(sig_id, (n & 1) != 0, partial ? first_answer_tokens(index) : opt.max_tokens);
       ++n;

@@ -47,8 +47,7 @@ CELLS = [
     dict(name="stream 256 tok c=512", mode="chat-stream", c=512, tokens=256, ttft_ms=20, itl_ms=50, stagger=True,
          duration=6, warmup=2,
          note="a token every 50 ms: an answer lasts 12.8 s, so streams are staggered and total latency is not "
-              "sampled; requests/s counts answers completed in the window, the staggered first ones included; "
-              "6 s runs after 2 s warm-up"),
+              "sampled; requests/s counts answers completed in the window, the staggered first ones included"),
     dict(name="stream 256 tok c=512 in step", mode="chat-stream", c=512, tokens=256, ttft_ms=20, itl_ms=50,
          stagger=True, in_step=True, duration=6, warmup=2,
          note="as stream 256 tok c=512, but the engine emits every stream's next token at the same instant "
@@ -56,8 +55,8 @@ CELLS = [
               "events every 50 ms; first tokens wait for the next step"),
     dict(name="stream 256 tok c=4096", mode="chat-stream", c=4096, tokens=256, ttft_ms=20, itl_ms=400, stagger=True,
          duration=8, warmup=3,
-         note="a token every 400 ms: an answer lasts 102 s, staggered as above; 8 s runs after 3 s warm-up "
-              "(4096 connections ramp up over 1.5 s)"),
+         note="a token every 400 ms: an answer lasts 102 s, staggered as above; 4096 connections ramp up over "
+              "half the warm-up"),
     dict(name="attestation (dev TEE)", mode="attestation", c=8, tokens=0, ttft_ms=0, itl_ms=0,
          note="direct = engine GET /v1/models (a plain HTTP round trip); proxied = GET /v1/attestation/report "
               "with a fresh nonce, simulated dstack agent (dev-tee)"),
@@ -173,8 +172,11 @@ class Bench:
         if cache.exists():  # a sanitized or debug build would measure the build, not the proxy
             conf = dict(line.split(":", 1)[0:1] + line.split("=", 1)[1:2] for line in cache.read_text().splitlines()
                         if "=" in line and ":" in line.split("=", 1)[0] and not line.startswith(("#", "//")))
-            btype, sanitize = conf.get("CMAKE_BUILD_TYPE", ""), conf.get("PI_SANITIZE", "OFF")
-            if btype not in ("Release", "RelWithDebInfo") or sanitize.upper() in ("ON", "1", "TRUE", "YES"):
+            # An empty build type is CMakeLists.txt's default, RelWithDebInfo; CMake's false values below.
+            btype = conf.get("CMAKE_BUILD_TYPE", "") or "RelWithDebInfo"
+            sanitize = conf.get("PI_SANITIZE", "OFF")
+            sanitized = sanitize.upper() not in ("", "OFF", "0", "NO", "FALSE", "N", "IGNORE", "NOTFOUND")
+            if btype not in ("Release", "RelWithDebInfo") or sanitized:
                 sys.exit(f"{self.build} is a {btype or 'unspecified'} build (PI_SANITIZE={sanitize}); benchmark an "
                          "optimised one: cmake -DCMAKE_BUILD_TYPE=Release -DPI_SANITIZE=OFF (make bench does)")
         self.pin = Pinning(args.pin, args.nice)
@@ -559,7 +561,15 @@ def render(out: dict) -> str:
                      f"{fmt((d['engine_runqueue_wait_frac'] + d['loadgen_runqueue_wait_frac']) * 100, 1):>27} |")
     lines.append("(\"waited %\": share of the run a process was runnable but waiting for a CPU, from "
                  "/proc/PID/schedstat; high values mean other work on the machine starved it.)")
-    notes = [f"{r['cell']['name']}: {r['cell']['note']}" for r in out["cells"] if r["cell"].get("note")]
+    notes = []
+    for r in out["cells"]:
+        note = r["cell"].get("note", "")
+        runs = r["runs"]["direct"] + r["runs"]["proxied"]
+        if runs and (runs[0].get("duration_s") != out["params"]["duration_s"]
+                     or runs[0].get("warmup_s") != out["params"]["warmup_s"]):
+            note += ("; " if note else "") + f"{runs[0]['duration_s']:g} s runs after {runs[0]['warmup_s']:g} s warm-up"
+        if note:
+            notes.append(f"{r['cell']['name']}: {note}")
     if notes:
         lines.append("")
         lines.append("Notes: " + "; ".join(notes) + ".")

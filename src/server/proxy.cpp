@@ -394,6 +394,7 @@ struct ProxyServer::Impl {
 
   // State of one streamed exchange, shared by the pump and its watchdog.
   struct StreamState {
+    explicit StreamState(const net::any_io_executor& ex) : watchdog(ex) {}
     crypto::Sha256 hasher;
     protocol::SseScanner scanner;
     std::array<char, 4096> cb{};  // per stream: SSE events are small; 4 KiB keeps 4096 streams lean
@@ -402,12 +403,29 @@ struct ProxyServer::Impl {
     bool writing = false;         // the current wait is a write to the client
     bool backend_failed = false;
     bool backend_timed_out = false;
+    net::steady_timer watchdog;  // the watchdog's one timer
+    bool done = false;           // the pump has finished: the watchdog must stop
+  };
+
+  // Stops the watchdog when the pump leaves, however it leaves. The `||` operator's cancellation
+  // alone is not enough: if the watchdog's timer has already fired when the pump finishes, that
+  // cancellation finds no pending operation, and the watchdog would go on until its deadline.
+  struct StopWatchdog {
+    explicit StopWatchdog(StreamState& s) : st(s) {}
+    StopWatchdog(const StopWatchdog&) = delete;
+    StopWatchdog& operator=(const StopWatchdog&) = delete;
+    ~StopWatchdog() {
+      st.done = true;
+      st.watchdog.cancel();
+    }
+    StreamState& st;
   };
 
   // Relays the engine's SSE body to the client chunk by chunk, hashing the exact bytes.
   awaitable<void> pump_stream(beast::tcp_stream& client, Exchange& x, BackendConn& conn, beast::flat_buffer& bbuf,
                               http::response_parser<http::buffer_body>& parser, StreamState& st) {
     co_await net::this_coro::throw_if_cancelled(false);
+    StopWatchdog stop(st);
     auto& backend = conn.stream.socket();
     auto& csock = client.socket();
     while (!parser.is_done()) {
@@ -445,15 +463,15 @@ struct ProxyServer::Impl {
 
   // Enforces StreamState::deadline with one timer that wakes at most every quarter of the shorter
   // timeout (so a deadline moved earlier is noticed late by at most that much). On expiry it closes
-  // the socket being waited on; the pump then sees the error. Returns only when cancelled, i.e.
-  // when the pump has finished.
+  // the socket being waited on; the pump then sees the error. Returns when the pump has finished
+  // (StopWatchdog) or the exchange is cancelled.
   awaitable<void> stream_watchdog(StreamState& st, tcp::socket& backend, tcp::socket& client) {
     co_await net::this_coro::throw_if_cancelled(false);
-    const Clock::duration tick = std::max<Clock::duration>(std::min(cfg.backend_timeout, cfg.client_timeout) / 4,
-                                                           std::chrono::milliseconds(100));
-    net::steady_timer timer(co_await net::this_coro::executor);
+    const auto shorter =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(cfg.backend_timeout, cfg.client_timeout));
+    const Clock::duration tick = std::max<Clock::duration>(shorter / 4, std::chrono::milliseconds(100));
     bool fired = false;
-    for (;;) {
+    while (!st.done) {
       const auto now = Clock::now();
       if (!fired && now >= st.deadline) {
         fired = true;
@@ -465,9 +483,9 @@ struct ProxyServer::Impl {
           backend.close(ignored);
         }
       }
-      timer.expires_at(fired ? Clock::time_point::max() : std::min(st.deadline, now + tick));
-      auto [ec] = co_await timer.async_wait(kTuple);
-      if (ec) co_return;  // cancelled: the pump is done
+      st.watchdog.expires_at(fired ? Clock::time_point::max() : std::min(st.deadline, now + tick));
+      auto [ec] = co_await st.watchdog.async_wait(kTuple);
+      if (ec) co_return;  // cancelled: the pump is done (or the exchange is being torn down)
     }
   }
 
@@ -534,7 +552,8 @@ struct ProxyServer::Impl {
     // and one watchdog timer that wakes rarely, instead of re-arming socket timers for every SSE
     // chunk (three timer operations per token; see docs/performance.md).
     conn.stream.expires_never();
-    StreamState st;
+    auto ex = co_await net::this_coro::executor;
+    StreamState st(ex);
     st.deadline = Clock::now() + cfg.backend_timeout;
     co_await (pump_stream(client, x, conn, bbuf, parser, st) ||
               stream_watchdog(st, conn.stream.socket(), client.socket()));

@@ -62,12 +62,16 @@ def sse_chunk(stream_id: str, content: str) -> bytes:
 
 
 class MisbehavingEngine(TcpPeer):
-    """simulated failure: answers POSTs with an SSE stream (vLLM framing) that either stalls after
-    `events` events (flood=False) or floods events as fast as the proxy takes them (flood=True).
-    Other requests get 404. Records when the proxy closed each streaming connection."""
+    """simulated failure: answers POSTs with an SSE stream (vLLM framing) of `events` events, `gap`
+    seconds apart, that then either stalls (the default), floods events as fast as the proxy takes
+    them (flood=True), or, as the well-behaved control, ends properly with `data: [DONE]` and keeps
+    the connection (finish=True; then each stream's id is `stream_id` + "-" + a counter). Other
+    requests get 404. Records when the proxy closed each streaming connection."""
 
-    def __init__(self, stream_id: str, events: int = 1, flood: bool = False):
-        self.stream_id, self.events, self.flood = stream_id, events, flood
+    def __init__(self, stream_id: str, events: int = 1, flood: bool = False, finish: bool = False,
+                 gap: float = 0.0):
+        self.stream_id, self.events, self.flood, self.finish, self.gap = stream_id, events, flood, finish, gap
+        self.served = 0
         self.closed_at: list[float] = []
         self.stream_started = threading.Event()
         super().__init__()
@@ -76,6 +80,10 @@ class MisbehavingEngine(TcpPeer):
         buf = b""
         streaming = False
         try:
+            while self.finish:  # keep-alive: one finished stream after another on this connection
+                buf = self._serve_one(conn, buf)
+                if buf is None:
+                    return
             while b"\r\n\r\n" not in buf:
                 chunk = conn.recv(65536)
                 if not chunk:
@@ -96,6 +104,7 @@ class MisbehavingEngine(TcpPeer):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             for i in range(self.events):
                 conn.sendall(sse_chunk(self.stream_id, f"t{i}"))
+                time.sleep(self.gap)
             self.stream_started.set()
             if self.flood:
                 big = sse_chunk(self.stream_id, "x" * 4000) * 16
@@ -109,3 +118,28 @@ class MisbehavingEngine(TcpPeer):
             if streaming:
                 self.closed_at.append(time.monotonic())
             conn.close()
+
+    def _serve_one(self, conn: socket.socket, buf: bytes) -> bytes | None:
+        """One well-behaved streamed answer; returns bytes already read of the next request, or None at EOF."""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        need = int(m.group(1)) if m else 0
+        while len(rest) < need:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+        self.served += 1
+        sid = f"{self.stream_id}-{self.served}"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(self.events):
+            conn.sendall(sse_chunk(sid, f"t{i}"))
+            time.sleep(self.gap)
+        done = b"data: [DONE]\n\n"
+        conn.sendall(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+        return rest[need:]
