@@ -9,8 +9,9 @@
 // flight is cut off (not an error). A "token" is one SSE event with non-empty content (one token
 // per event from pi-bench-backend with --tokens-per-chunk 1, as vLLM streams by default); for a
 // non-streaming answer, usage.completion_tokens.
-#include <sys/resource.h>
 #include <unistd.h>
+
+#include "bench_util.hpp"
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -523,24 +524,17 @@ int main(int argc, char** argv) {
   Generator g;
   auto& o = g.opt;
   std::string out;
+  pi::bench::Args args(argc, argv, usage);
   try {
-    for (int i = 1; i < argc; ++i) {
-      std::string_view a = argv[i];
-      auto val = [&]() -> std::string {
-        if (i + 1 >= argc) usage(argv[0]);
-        return argv[++i];
-      };
-      if (a == "--url") {
-        std::string u = val();
-        if (!u.starts_with("http://")) usage(argv[0]);
+    while (args.next()) {
+      if (args.is("--url")) {
+        std::string u = args.value();
+        if (!u.starts_with("http://")) args.fail();
         u = u.substr(7);
         if (auto sl = u.find('/'); sl != std::string::npos) u = u.substr(0, sl);
-        auto c = u.rfind(':');
-        if (c == std::string::npos) usage(argv[0]);
-        o.host = u.substr(0, c);
-        o.port = u.substr(c + 1);
-      } else if (a == "--mode") {
-        std::string m = val();
+        if (!pi::bench::split_host_port(u, o.host, o.port)) args.fail();
+      } else if (args.is("--mode")) {
+        const std::string m = args.value();
         if (m == "chat")
           o.mode = Mode::Chat;
         else if (m == "chat-stream")
@@ -552,45 +546,41 @@ int main(int argc, char** argv) {
         else if (m == "get")
           o.mode = Mode::Get;
         else
-          usage(argv[0]);
-      } else if (a == "--path") {
-        o.path = val();
-      } else if (a == "--concurrency") {
-        o.concurrency = static_cast<unsigned>(std::stoul(val()));
-      } else if (a == "--duration") {
-        o.duration_s = std::stod(val());
-      } else if (a == "--warmup") {
-        o.warmup_s = std::stod(val());
-      } else if (a == "--ramp") {
-        o.ramp_s = std::stod(val());
-      } else if (a == "--max-tokens") {
-        o.max_tokens = std::stol(val());
-      } else if (a == "--stagger") {
+          args.fail();
+      } else if (args.is("--path")) {
+        o.path = args.value();
+      } else if (args.is("--concurrency")) {
+        o.concurrency = static_cast<unsigned>(std::stoul(args.value()));
+      } else if (args.is("--duration")) {
+        o.duration_s = std::stod(args.value());
+      } else if (args.is("--warmup")) {
+        o.warmup_s = std::stod(args.value());
+      } else if (args.is("--ramp")) {
+        o.ramp_s = std::stod(args.value());
+      } else if (args.is("--max-tokens")) {
+        o.max_tokens = std::stol(args.value());
+      } else if (args.is("--stagger")) {
         o.stagger = true;
-      } else if (a == "--token") {
-        o.token = val();
-      } else if (a == "--watch") {
-        std::string w = val();
+      } else if (args.is("--token")) {
+        o.token = args.value();
+      } else if (args.is("--watch")) {
+        const std::string w = args.value();
         auto eq = w.find('=');
-        if (eq == std::string::npos) usage(argv[0]);
+        if (eq == std::string::npos) args.fail();
         o.watch.emplace_back(w.substr(0, eq), std::stoi(w.substr(eq + 1)));
-      } else if (a == "--out") {
-        out = val();
+      } else if (args.is("--out")) {
+        out = args.value();
       } else {
-        usage(argv[0]);
+        args.fail();
       }
     }
   } catch (const std::exception&) {
-    usage(argv[0]);
+    args.fail();
   }
   if (o.concurrency < 1 || o.duration_s <= 0 || o.warmup_s < 0 || o.max_tokens < 1 ||
       (o.mode == Mode::Get && o.path.empty()))
-    usage(argv[0]);
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+    args.fail();
+  pi::bench::raise_nofile_limit();
   for (auto& [name, pid] : o.watch) g.watched.push_back(Watched{name, pid});
   g.watched.push_back(Watched{"loadgen", static_cast<int>(getpid())});
   try {

@@ -14,7 +14,7 @@
 // Each content event also carries "pi_emit_ns" (when it was written, CLOCK_MONOTONIC) so that the
 // load generator can measure each token's delivery lag.
 // It is for benchmarks only; correctness tests use a real llama.cpp backend.
-#include <sys/resource.h>
+#include "bench_util.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -205,14 +205,7 @@ struct Backend {
           "{\"index\":0,\"text\":\"" + text + "\",\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}";
     body += "],\"usage\":{\"prompt_tokens\":8,\"total_tokens\":" + std::to_string(8 + tokens) +
             ",\"completion_tokens\":" + std::to_string(tokens) + "}}";
-    http::response<http::string_body> res{http::status::ok, 11};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::server, "pi-bench-backend");
-    res.keep_alive(req.keep_alive());
-    res.body() = std::move(body);
-    res.prepare_payload();
-    auto [ec, n] = co_await http::async_write(s, res, kTuple);
-    co_return !ec && res.keep_alive();
+    co_return co_await simple(s, req, http::status::ok, std::move(body));
   }
 
   awaitable<bool> simple(beast::tcp_stream& s, const http::request<http::string_body>& req, http::status st,
@@ -294,55 +287,41 @@ struct Backend {
   std::exit(2);
 }
 
-void raise_nofile() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Backend b;
   auto& o = b.opt;
+  pi::bench::Args args(argc, argv, usage);
   try {
-    for (int i = 1; i < argc; ++i) {
-      std::string_view a = argv[i];
-      auto val = [&]() -> std::string {
-        if (i + 1 >= argc) usage(argv[0]);
-        return argv[++i];
-      };
-      if (a == "--listen") {
-        std::string v = val();
-        auto c = v.rfind(':');
-        if (c == std::string::npos) usage(argv[0]);
-        o.host = v.substr(0, c);
-        o.port = static_cast<unsigned short>(std::stoul(v.substr(c + 1)));
-      } else if (a == "--ttft-ms") {
-        o.ttft_ms = std::stod(val());
-      } else if (a == "--in-step") {
+    while (args.next()) {
+      if (args.is("--listen")) {
+        std::string port;
+        if (!pi::bench::split_host_port(args.value(), o.host, port)) args.fail();
+        o.port = static_cast<unsigned short>(std::stoul(port));
+      } else if (args.is("--ttft-ms")) {
+        o.ttft_ms = std::stod(args.value());
+      } else if (args.is("--in-step")) {
         o.in_step = true;
-      } else if (a == "--itl-ms") {
-        o.itl_ms = std::stod(val());
-      } else if (a == "--tokens") {
-        o.tokens = std::stol(val());
-      } else if (a == "--tokens-per-chunk") {
-        o.tokens_per_chunk = std::stol(val());
-      } else if (a == "--threads") {
-        o.threads = static_cast<unsigned>(std::stoul(val()));
-      } else if (a == "--model") {
-        o.model = val();
+      } else if (args.is("--itl-ms")) {
+        o.itl_ms = std::stod(args.value());
+      } else if (args.is("--tokens")) {
+        o.tokens = std::stol(args.value());
+      } else if (args.is("--tokens-per-chunk")) {
+        o.tokens_per_chunk = std::stol(args.value());
+      } else if (args.is("--threads")) {
+        o.threads = static_cast<unsigned>(std::stoul(args.value()));
+      } else if (args.is("--model")) {
+        o.model = args.value();
       } else {
-        usage(argv[0]);
+        args.fail();
       }
     }
   } catch (const std::exception&) {
-    usage(argv[0]);
+    args.fail();
   }
-  if (o.tokens < 1 || o.tokens_per_chunk < 1 || o.ttft_ms < 0 || o.itl_ms < 0 || o.threads < 1) usage(argv[0]);
-  raise_nofile();
+  if (o.tokens < 1 || o.tokens_per_chunk < 1 || o.ttft_ms < 0 || o.itl_ms < 0 || o.threads < 1) args.fail();
+  pi::bench::raise_nofile_limit();
   try {
     std::vector<std::unique_ptr<net::io_context>> ctxs;
     std::vector<std::unique_ptr<tcp::acceptor>> accs;
