@@ -22,12 +22,15 @@
 
 #include "crypto/hash.hpp"
 #include "nvml_sim/sim.hpp"
+#include "protocol/gpu_spdm.hpp"
 
 namespace pi::nvml_sim {
 
 namespace {
 
 using Err = std::runtime_error;
+namespace gpu = pi::protocol::gpu;  // the report layout (shared with the collector and the verifier)
+using gpu::OpaqueType;
 
 struct PkeyFree {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
@@ -268,39 +271,12 @@ std::string uuid_from(ByteView seed) {
          h.substr(20, 12);
 }
 
-std::optional<Bytes> b64decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  Bytes out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=' || c == '\0') break;
-    if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
-    int v = val(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<std::uint8_t>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 void put_le(Bytes& b, std::uint32_t v, int n) {
   for (int i = 0; i < n; ++i) b.push_back(static_cast<std::uint8_t>((v >> (8 * i)) & 0xff));
 }
 
-void put_tlv(Bytes& b, std::uint16_t type, ByteView value) {
-  put_le(b, type, 2);
+void put_tlv(Bytes& b, OpaqueType type, ByteView value) {
+  put_le(b, static_cast<std::uint16_t>(type), 2);
   put_le(b, static_cast<std::uint32_t>(value.size()), 2);
   b.insert(b.end(), value.begin(), value.end());
 }
@@ -376,8 +352,8 @@ std::vector<SimGpu> make_gpus(const SimConfig& cfg) {
         throw Err(cfg.replay_path + ": item " + std::to_string(i) + " lacks certificate/evidence strings");
       }
       const auto& o = item.as_object();
-      auto cert = b64decode(o.at("certificate").as_string());
-      auto ev = b64decode(o.at("evidence").as_string());
+      auto cert = gpu::base64_decode(o.at("certificate").as_string());
+      auto ev = gpu::base64_decode(o.at("evidence").as_string());
       if (!cert || !ev) throw Err(cfg.replay_path + ": item " + std::to_string(i) + " is not base64");
       if (!ev->empty() && std::isxdigit((*ev)[0]) && std::isxdigit((*ev)[1])) {  // base64 of hex text
         if (auto bin = from_hex(std::string_view(reinterpret_cast<const char*>(ev->data()), ev->size()))) ev = bin;
@@ -435,8 +411,9 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
   Bytes b;
   // GET_MEASUREMENTS request: SPDM 1.1, signature requested, all blocks, nonce, slot 0.
   b.insert(b.end(), {0x11, 0xE0, 0x01, 0xFF});
-  b.insert(b.end(), nonce, nonce + 32);
+  b.insert(b.end(), nonce, nonce + gpu::kSpdmNonceSize);
   b.push_back(0x00);
+  static_assert(4 + gpu::kSpdmNonceSize + 1 == gpu::kSpdmRequestSize);
   // MEASUREMENTS response header (as in the recorded H100/B200 reports).
   b.insert(b.end(), {0x11, 0x60, 0x00, 0x40});
   constexpr unsigned kBlocks = 64;
@@ -454,44 +431,43 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
     auto d = crypto::sha384(as_bytes(seed));
     b.insert(b.end(), d.begin(), d.end());
   }
-  std::uint8_t rnonce[32];
+  std::uint8_t rnonce[gpu::kSpdmNonceSize];
   if (RAND_bytes(rnonce, sizeof rnonce) != 1) throw Err("RAND_bytes failed");
-  b.insert(b.end(), rnonce, rnonce + 32);
+  b.insert(b.end(), rnonce, rnonce + sizeof rnonce);
 
   Bytes op;
   std::string drv = cfg.driver_version;
   drv.push_back('\0');
-  if (bw) {
-    put_tlv(op, 6, hexb("008800970f000000"));     // VBIOS version
-    put_tlv(op, 14, hexb("6f060000"));            // board id
-    put_tlv(op, 15, hexb("383836000000000000"));  // chip SKU
-    put_tlv(op, 16, hexb("3000000000"));
-    put_tlv(op, 17, hexb("4735323500"));  // project
-    put_tlv(op, 18, hexb("3032323000"));
-    put_tlv(op, 19, hexb("3000"));
-    put_tlv(op, 3, as_bytes(drv));
-    put_tlv(op, 4, hexb("a001000000000000"));  // GPU_INFO: arch id 0x1A0 (Blackwell)
-  } else {
-    put_tlv(op, 6, hexb("00a5009601000000"));
-    put_tlv(op, 14, hexb("37040000"));
-    put_tlv(op, 15, hexb("383835000000000000"));
-    put_tlv(op, 16, hexb("3000000000"));
-    put_tlv(op, 17, hexb("4735323000"));
-    put_tlv(op, 18, hexb("3032303000"));
-    put_tlv(op, 19, hexb("0000"));
-    put_tlv(op, 3, as_bytes(drv));
-    put_tlv(op, 4, hexb("8001000000000000"));  // GPU_INFO: arch id 0x180 (Hopper)
-  }
-  put_tlv(op, 12, hexb(kMsrsHopper));  // MSRS counts
-  put_tlv(op, 13, hexb(bw ? "00000400" : "00c00100"));
-  put_tlv(op, 11, hexb("55"));  // NVDEC0 status
-  put_tlv(op, 20, gpu.fwid);    // FWID: per simulated device
+  // Identity fields as recorded from a B200 and an H100 report (hex), in the order the GPUs send them.
+  struct IdentityFields {
+    const char *vbios, *board, *sku, *sku_mod, *project, *project_sku, *project_sku_mod, *gpu_info;
+  };
+  static constexpr IdentityFields kBlackwell{
+      "008800970f000000", "6f060000", "383836000000000000", "3000000000", "4735323500",
+      "3032323000",       "3000",     "a001000000000000"};  // GPU_INFO: arch 0x1A0
+  static constexpr IdentityFields kHopper{
+      "00a5009601000000", "37040000", "383835000000000000", "3000000000", "4735323000",
+      "3032303000",       "0000",     "8001000000000000"};  // GPU_INFO: arch 0x180
+  const IdentityFields& id = bw ? kBlackwell : kHopper;
+  put_tlv(op, OpaqueType::VbiosVersion, hexb(id.vbios));
+  put_tlv(op, OpaqueType::BoardId, hexb(id.board));
+  put_tlv(op, OpaqueType::ChipSku, hexb(id.sku));
+  put_tlv(op, OpaqueType::ChipSkuMod, hexb(id.sku_mod));
+  put_tlv(op, OpaqueType::Project, hexb(id.project));
+  put_tlv(op, OpaqueType::ProjectSku, hexb(id.project_sku));
+  put_tlv(op, OpaqueType::ProjectSkuMod, hexb(id.project_sku_mod));
+  put_tlv(op, OpaqueType::DriverVersion, as_bytes(drv));
+  put_tlv(op, OpaqueType::GpuInfo, hexb(id.gpu_info));
+  put_tlv(op, OpaqueType::MsrsCnt, hexb(kMsrsHopper));
+  put_tlv(op, OpaqueType::CprInfo, hexb(bw ? "00000400" : "00c00100"));
+  put_tlv(op, OpaqueType::Nvdec0Status, hexb("55"));
+  put_tlv(op, OpaqueType::Fwid, gpu.fwid);  // FWID: per simulated device
   const bool multi = cfg.gpus > 1;
-  put_tlv(op, 21, Bytes{static_cast<std::uint8_t>(cfg.ppcie ? 0xAA : 0x55)});  // PROTECTED_PCIE_STATUS
-  if (cfg.ppcie) put_tlv(op, 22, hexb(kSwitchPdi));
-  put_tlv(op, 34, hexb("0100"));                    // opaque data version
+  put_tlv(op, OpaqueType::ProtectedPcieStatus, Bytes{static_cast<std::uint8_t>(cfg.ppcie ? 0xAA : 0x55)});
+  if (cfg.ppcie) put_tlv(op, OpaqueType::SwitchPdi, hexb(kSwitchPdi));
+  put_tlv(op, OpaqueType::OpaqueDataVersion, hexb("0100"));
   std::uint8_t ff = cfg.ppcie ? 2 : multi ? 1 : 0;  // FEATURE_FLAG: SPT / MPT / PPCIE
-  put_tlv(op, 36, Bytes{ff, 0x00});
+  put_tlv(op, OpaqueType::FeatureFlag, Bytes{ff, 0x00});
   put_le(b, static_cast<std::uint32_t>(op.size()), 2);
   b.insert(b.end(), op.begin(), op.end());
 

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "protocol/gpu_spdm.hpp"
+
 namespace pi::tee {
 
 using namespace nvml_abi;
@@ -64,38 +66,10 @@ std::optional<std::string> nvml_arch_name(unsigned code) {
 }
 
 std::optional<std::string> arch_from_report(ByteView r) {
-  // request(37) | resp: ver, code, p1, p2, nblocks, reclen(3 LE), record, nonce(32), opaque_len(2 LE), opaque TLVs
-  constexpr std::size_t kReq = 37;
-  if (r.size() < kReq + 8) return std::nullopt;
-  std::size_t p = kReq + 5;
-  std::size_t rec = r[p] | (r[p + 1] << 8) | (static_cast<std::size_t>(r[p + 2]) << 16);
-  p += 3 + rec + 32;
-  if (p + 2 > r.size()) return std::nullopt;
-  std::size_t olen = r[p] | (r[p + 1] << 8);
-  p += 2;
-  if (p + olen > r.size()) return std::nullopt;
-  const std::size_t end = p + olen;
-  while (p + 4 <= end) {
-    unsigned type = r[p] | (r[p + 1] << 8);
-    std::size_t size = r[p + 2] | (r[p + 3] << 8);
-    p += 4;
-    if (p + size > end) return std::nullopt;
-    if (type == 4 && size >= 4) {  // GPU_INFO: low 32 bits = chip architecture id
-      std::uint32_t id = r[p] | (r[p + 1] << 8) | (static_cast<std::uint32_t>(r[p + 2]) << 16) |
-                         (static_cast<std::uint32_t>(r[p + 3]) << 24);
-      switch (id) {
-        case 0x170:
-          return "AMPERE";
-        case 0x180:
-          return "HOPPER";
-        case 0x1A0:
-        case 0x1B0:
-          return "BLACKWELL";
-        default:
-          return std::nullopt;
-      }
-    }
-    p += size;
+  try {
+    const auto report = protocol::gpu::parse_spdm_report(r);
+    if (auto id = protocol::gpu::gpu_arch_id(report)) return protocol::gpu::arch_from_id(*id);
+  } catch (const protocol::gpu::ParseError&) {  // not a report we can read: no architecture from it
   }
   return std::nullopt;
 }

@@ -169,7 +169,8 @@ struct NvmlCollection {
 // Architecture name from an nvmlDeviceArchitecture_t code; nullopt for codes we do not name.
 std::optional<std::string> nvml_arch_name(unsigned code);
 // Architecture from the GPU_INFO opaque field of an SPDM report (0x180 HOPPER, 0x1A0/0x1B0 BLACKWELL, 0x170
-// AMPERE); nullopt when the report does not parse far enough or the id is unknown.
+// AMPERE), read with the shared parser (protocol/gpu_spdm.hpp); nullopt when the report does not parse or
+// the id is unknown.
 std::optional<std::string> arch_from_report(ByteView report);
 
 class NvmlError : public std::runtime_error {

@@ -7,8 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "protocol/gpu_spdm.hpp"
 #include "verify/gpu_cert.hpp"
-#include "verify/gpu_spdm.hpp"
 #include "verify/nras.hpp"
 
 namespace pi::verify {
@@ -16,6 +16,7 @@ namespace pi::verify {
 namespace {
 
 using namespace pi::verify::gpu;
+using namespace pi::protocol::gpu;
 
 std::string strip_nul(std::string_view s) {
   std::string out;

@@ -18,6 +18,8 @@
 
 namespace pi::verify::gpu {
 
+using namespace pi::protocol::gpu;  // the report layout and its parse errors
+
 void X509Free::operator()(x509_st* x) const { X509_free(x); }
 
 namespace {

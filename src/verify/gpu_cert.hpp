@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "verify/gpu_spdm.hpp"
+#include "protocol/gpu_spdm.hpp"
 
 struct x509_st;
 
@@ -20,7 +20,7 @@ struct X509Free {
 using X509Ptr = std::unique_ptr<x509_st, X509Free>;
 
 // Leaf first, as NVIDIA's tools emit it. NUL bytes (padding some deployments add) and text between the PEM
-// blocks are ignored. Throws ParseError when there is no certificate or a block does not parse.
+// blocks are ignored. Throws protocol::gpu::ParseError when there is no certificate or a block does not parse.
 std::vector<X509Ptr> parse_pem_chain(std::string_view pem);
 
 struct Result {
@@ -30,7 +30,7 @@ struct Result {
 
 // ECDSA P-384 / SHA-384 over report.signed_data with the leaf's public key; the 96-byte r‖s signature is
 // converted to DER for OpenSSL. Fails (never throws) on a non-P-384 key or a bad signature.
-Result verify_report_signature(const SpdmReport& report, const x509_st& leaf);
+Result verify_report_signature(const pi::protocol::gpu::SpdmReport& report, const x509_st& leaf);
 
 struct ChainResult {
   bool ok = false;

@@ -14,13 +14,13 @@
 #include <sstream>
 
 #include "crypto/hash.hpp"
-#include "verify/gpu_spdm.hpp"
+#include "protocol/gpu_spdm.hpp"
 
 namespace pi::verify::nras {
 
 namespace {
 
-using pi::verify::gpu::base64_decode;
+using pi::protocol::gpu::base64_decode;
 
 struct PkeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }

@@ -19,7 +19,7 @@
 #include <string>
 
 #include "crypto/bytes.hpp"
-#include "verify/gpu_spdm.hpp"
+#include "protocol/gpu_spdm.hpp"
 
 namespace pi::testsupport {
 
@@ -67,7 +67,7 @@ struct NrasTestSigner {
   NrasTestSigner& operator=(const NrasTestSigner&) = delete;
 
   std::string sign(const boost::json::object& claims) const {
-    auto b64u = [](std::string_view s) { return verify::gpu::base64url_encode(as_bytes(s)); };
+    auto b64u = [](std::string_view s) { return protocol::gpu::base64url_encode(as_bytes(s)); };
     boost::json::object header{{"kid", kid}, {"alg", "ES384"}};
     std::string input = b64u(boost::json::serialize(header)) + "." + b64u(boost::json::serialize(claims));
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -83,7 +83,7 @@ struct NrasTestSigner {
     BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw.data(), 48);
     BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw.data() + 48, 48);
     ECDSA_SIG_free(sig);
-    return input + "." + verify::gpu::base64url_encode(raw);
+    return input + "." + protocol::gpu::base64url_encode(raw);
   }
 
   std::string jwks() const {
@@ -95,8 +95,8 @@ struct NrasTestSigner {
                           {"crv", "P-384"},
                           {"kid", kid},
                           {"use", "sig"},
-                          {"x", verify::gpu::base64url_encode(ByteView(pub + 1, 48))},
-                          {"y", verify::gpu::base64url_encode(ByteView(pub + 49, 48))}};
+                          {"x", protocol::gpu::base64url_encode(ByteView(pub + 1, 48))},
+                          {"y", protocol::gpu::base64url_encode(ByteView(pub + 49, 48))}};
     return boost::json::serialize(boost::json::object{{"keys", boost::json::array{k}}});
   }
 };

@@ -26,8 +26,8 @@
 #include <thread>
 
 #include "crypto/hash.hpp"
+#include "protocol/gpu_spdm.hpp"
 #include "verify/gpu.hpp"
-#include "verify/gpu_spdm.hpp"
 #include "verify/nras.hpp"
 
 #include "test_support.hpp"
@@ -256,7 +256,7 @@ boost::json::value nvtrust_payload() {
   while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
   auto report = pi::from_hex(hex).value();
   auto std_b64 = [](pi::ByteView b) {
-    std::string u = gpu::base64url_encode(b);
+    std::string u = protocol::gpu::base64url_encode(b);
     for (auto& c : u) c = c == '-' ? '+' : c == '_' ? '/' : c;
     while (u.size() % 4) u.push_back('=');
     return u;

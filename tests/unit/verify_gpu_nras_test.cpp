@@ -15,8 +15,8 @@
 #include <sstream>
 
 #include "crypto/hash.hpp"
+#include "protocol/gpu_spdm.hpp"
 #include "verify/gpu.hpp"
-#include "verify/gpu_spdm.hpp"
 #include "verify/nras.hpp"
 
 #include "test_support.hpp"
@@ -45,7 +45,7 @@ boost::json::object json_fixture(const std::string& name) {
   return v.is_object() ? v.as_object() : boost::json::object{};
 }
 
-std::string b64u(std::string_view s) { return gpu::base64url_encode(pi::as_bytes(s)); }
+std::string b64u(std::string_view s) { return protocol::gpu::base64url_encode(pi::as_bytes(s)); }
 
 std::string digest_of(const std::string& token) { return pi::to_hex(pi::crypto::sha256(token)); }
 
@@ -109,7 +109,7 @@ TEST(VerifyGpuNras, TamperedTokenFailsTheSignatureCheck) {
   // Flip x-nvidia-overall-att-result inside the signed payload of the overall token, keep the signature.
   std::string overall(answer.as_array()[0].as_array()[1].as_string());
   auto dot1 = overall.find('.'), dot2 = overall.rfind('.');
-  auto payload = gpu::base64_decode(overall.substr(dot1 + 1, dot2 - dot1 - 1)).value();
+  auto payload = protocol::gpu::base64_decode(overall.substr(dot1 + 1, dot2 - dot1 - 1)).value();
   std::string text(payload.begin(), payload.end());
   auto pos = text.find("\"x-nvidia-overall-att-result\":true");
   ASSERT_NE(pos, std::string::npos);
@@ -231,7 +231,7 @@ boost::json::value nvtrust_payload() {
   while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
   auto report = pi::from_hex(hex).value();
   auto std_b64 = [](pi::ByteView b) {
-    std::string u = gpu::base64url_encode(b);
+    std::string u = protocol::gpu::base64url_encode(b);
     for (auto& c : u) c = c == '-' ? '+' : c == '_' ? '/' : c;
     while (u.size() % 4) u.push_back('=');
     return u;

@@ -15,14 +15,15 @@
 #include <sstream>
 
 #include "crypto/bytes.hpp"
+#include "protocol/gpu_spdm.hpp"
 #include "verify/gpu.hpp"
 #include "verify/gpu_cert.hpp"
-#include "verify/gpu_spdm.hpp"
 
 namespace pi::verify {
 namespace {
 
 using namespace pi::verify::gpu;
+using namespace pi::protocol::gpu;
 
 constexpr std::int64_t kNow = 1735689600;  // 2025-01-01T00:00:00Z
 constexpr const char* kNvtrustNonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";

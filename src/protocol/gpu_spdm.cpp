@@ -1,10 +1,10 @@
-#include "verify/gpu_spdm.hpp"
+#include "protocol/gpu_spdm.hpp"
 
 #include <array>
 #include <cctype>
 #include <cstdio>
 
-namespace pi::verify::gpu {
+namespace pi::protocol::gpu {
 
 namespace {
 
@@ -283,4 +283,4 @@ std::string base64url_encode(pi::ByteView in) {
   return out;
 }
 
-}  // namespace pi::verify::gpu
+}  // namespace pi::protocol::gpu

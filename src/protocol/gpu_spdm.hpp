@@ -1,6 +1,8 @@
 #pragma once
 // NVIDIA GPU attestation report = SPDM 1.1 GET_MEASUREMENTS request ‖ MEASUREMENTS response.
 // Pure parsing (no crypto): layouts from DMTF DSP0274 (SPDM 1.1) and NVIDIA's opaque-data TLVs.
+// The one description of the report shared by the collector (src/tee: architecture from a fresh
+// report), the verifier (src/verify) and the simulated NVML (src/nvml_sim builds reports with it).
 //
 //   request  (37 bytes): version(1)=0x11, code(1)=0xE0, param1(1) bit0=signature requested, param2(1)=0xFF (all),
 //                        nonce(32), slot_id(1)
@@ -18,7 +20,7 @@
 
 #include "crypto/bytes.hpp"
 
-namespace pi::verify::gpu {
+namespace pi::protocol::gpu {
 
 // Thrown by the parsers on malformed input; the message says what and where.
 struct ParseError : std::runtime_error {
@@ -118,4 +120,4 @@ std::optional<std::string> arch_from_chip_name(std::string_view text);
 std::optional<pi::Bytes> base64_decode(std::string_view in);
 std::string base64url_encode(pi::ByteView in);  // no padding
 
-}  // namespace pi::verify::gpu
+}  // namespace pi::protocol::gpu
