@@ -74,11 +74,11 @@ bench: build
 	python3 bench/run.py --build-dir $(BUILD)
 
 format:
-	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')
+	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 
 # clang-format and clang-tidy (.clang-tidy) over the sources; slow (Beast), so not part of `make test`.
 lint: build-asan
-	clang-format --dry-run -Werror $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'bench/*.cpp')
+	clang-format --dry-run -Werror $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 	clang-tidy -p $(BUILD_ASAN) --quiet $$(git ls-files 'src/*.cpp')
 
 clean:

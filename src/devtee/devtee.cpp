@@ -386,12 +386,12 @@ Reply Handler::version() const {
 using Stream = beast::basic_stream<local, asio::any_io_executor>;
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::any_io_executor e, Options o, Handler h)
-      : ex(std::move(e)), opts(std::move(o)), handler(std::move(h)), acceptor(ex) {}
+  Impl(asio::any_io_executor e, Options o, Service s)
+      : ex(std::move(e)), opts(std::move(o)), service(std::move(s)), acceptor(ex) {}
 
   asio::any_io_executor ex;
   Options opts;
-  Handler handler;
+  Service service;
   local::acceptor acceptor;
   std::set<Stream*> conns;
   ino_t socket_inode = 0;
@@ -504,8 +504,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       } else {
         const auto& req = parser.get();
         keep_alive = req.keep_alive();
-        Reply r =
-            self->handler.handle(std::string_view(req.method_string()), std::string_view(req.target()), req.body());
+        Reply r = self->service(std::string_view(req.method_string()), std::string_view(req.target()), req.body());
         spdlog::debug("dev-tee: {} {} -> {}", std::string_view(req.method_string()),
                       std::string_view(req.target()).substr(0, std::string_view(req.target()).find('?')), r.status);
         res = make_response(r.status, req.version(), keep_alive, std::move(r.body));
@@ -522,13 +521,22 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-Server::Server(asio::any_io_executor ex, Options opts) {
+Server::Server(asio::any_io_executor ex, Options opts, const ServiceFactory& make_service) {
   if (opts.fixture_path.empty()) opts.fixture_path = default_fixture_path();
   Fixture fixture = load_fixture(opts.fixture_path);
   KeyDeriver keys = KeyDeriver::open(opts.state_dir);
   if (!keys.persistent())
     spdlog::warn("dev-tee: no --state dir: keys come from a random per-process seed and change on every restart");
-  impl_ = std::make_shared<Impl>(std::move(ex), std::move(opts), Handler(std::move(fixture), keys));
+  Handler handler(std::move(fixture), keys);
+  Service service;
+  if (make_service) {
+    service = make_service(std::move(handler));
+  } else {
+    service = [h = std::move(handler)](std::string_view method, std::string_view target, std::string_view body) {
+      return h.handle(method, target, body);
+    };
+  }
+  impl_ = std::make_shared<Impl>(std::move(ex), std::move(opts), std::move(service));
   impl_->bind();
 }
 

@@ -9,6 +9,7 @@
 #include <boost/json/object.hpp>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,12 +86,18 @@ struct Options {
   std::chrono::seconds idle_timeout{30};
 };
 
+// Answers one request (method, request-target, raw body). The recorded-fixture Handler is the default;
+// --pki mode wraps it (devtee/pki_service.hpp).
+using Service = std::function<Reply(std::string_view method, std::string_view target, std::string_view body)>;
+// Turns the recorded-fixture Handler the server has loaded into the service it answers with.
+using ServiceFactory = std::function<Service(Handler handler)>;
+
 // The Unix-socket server. Construction loads the fixture and seed and binds the socket (removing a stale socket
 // file first; refusing to replace anything that is not a socket); start() begins accepting on `ex`.
 // Single-threaded use: call start()/stop() from the executor's thread (or while it is not running).
 class Server {
  public:
-  Server(boost::asio::any_io_executor ex, Options opts);
+  Server(boost::asio::any_io_executor ex, Options opts, const ServiceFactory& make_service = {});
   ~Server();  // stop()
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
