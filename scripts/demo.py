@@ -123,7 +123,7 @@ def main() -> int:
         sim_lib = Path(args.binary).resolve().parent / "libnvidia-ml-sim.so"
         px = start("proxy", [args.binary, "serve", "--backend", f"http://127.0.0.1:{backend_port}",
                              "--listen", f"127.0.0.1:{proxy_port}", "--dstack-socket", str(sock),
-                             "--model", "smollm2", "--token", token, "--threads", "1", "--nvml-lib", str(sim_lib)],
+                             "--model", "smollm2", f"--token={token}", "--threads", "1", "--nvml-lib", str(sim_lib)],
                    env={"PI_NVML_SIM_MODE": "testpki", "PI_NVML_SIM_GPUS": "2", "PI_NVML_SIM_PPCIE": "1",
                         "PI_NVML_SIM_PKI_DIR": str(gpu_pki)})
         base = f"http://127.0.0.1:{proxy_port}"
@@ -192,7 +192,7 @@ def main() -> int:
         (work / "request.json").write_bytes(sent["body"])
         (work / "response.json").write_bytes(received)
         trust = ["--trust-simulated", str(tee_state), "--gpu-test-root", str(gpu_pki / "root.cert.pem"),
-                 "--token", token, "--no-nras"]
+                 f"--token={token}", "--no-nras"]
         for title, cmd in (
             ("verify attestation", ["verify", "attestation", "--url", base, *trust]),
             ("verify response", ["verify", "response", "--url", base, "--id", completion.id,

@@ -57,16 +57,21 @@ Url parse_url(std::string_view url) {
 }
 
 template <class Stream>
-asio::awaitable<void> exchange(Stream& s, const Url& u, const std::vector<std::pair<std::string, std::string>>& headers,
-                               HttpResponse& out) {
-  http::request<http::empty_body> req{http::verb::get, u.target, 11};
+asio::awaitable<void> exchange(Stream& s, const Url& u, const HttpRequest& r, HttpResponse& out) {
+  const http::verb verb = r.method == "POST" ? http::verb::post : http::verb::get;
+  http::request<http::string_body> req{verb, u.target, 11};
   req.set(http::field::host, u.host);
   req.set(http::field::user_agent, "private-inference-verify");
-  for (const auto& [k, v] : headers) req.set(k, v);
+  for (const auto& [k, v] : r.headers) req.set(k, v);
+  if (verb == http::verb::post) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = r.body;
+    req.prepare_payload();
+  }
   co_await http::async_write(s, req, asio::use_awaitable);
   beast::flat_buffer buf;
   http::response_parser<http::string_body> p;
-  p.body_limit(64u << 20);
+  p.body_limit(r.body_limit);
   co_await http::async_read(s, buf, p, asio::use_awaitable);
   auto& res = p.get();
   out.status = static_cast<int>(res.result_int());
@@ -78,30 +83,32 @@ asio::awaitable<void> exchange(Stream& s, const Url& u, const std::vector<std::p
   }
 }
 
-asio::awaitable<void> run(Url u, std::vector<std::pair<std::string, std::string>> headers, int timeout_s,
-                          HttpResponse& out) {
+asio::awaitable<void> run(Url u, const HttpRequest& r, HttpResponse& out) {
   auto ex = co_await asio::this_coro::executor;
   asio::ip::tcp::resolver resolver(ex);
   auto endpoints = co_await resolver.async_resolve(u.host, u.port, asio::use_awaitable);
   if (!u.tls) {
     beast::tcp_stream s(ex);
-    s.expires_after(std::chrono::seconds(timeout_s));
+    s.expires_after(std::chrono::seconds(r.timeout_s));
     co_await s.async_connect(endpoints, asio::use_awaitable);
-    co_await exchange(s, u, headers, out);
+    co_await exchange(s, u, r, out);
     beast::error_code ec;
     s.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     co_return;
   }
   ssl::context ctx(ssl::context::tls_client);
   ctx.set_default_verify_paths();
+  if (!r.extra_ca_pem.empty()) ctx.add_certificate_authority(asio::buffer(r.extra_ca_pem));
   ctx.set_verify_mode(ssl::verify_peer);
   beast::ssl_stream<beast::tcp_stream> s(ex, ctx);
   if (!SSL_set_tlsext_host_name(s.native_handle(), u.host.c_str())) throw HttpError("cannot set TLS SNI");
   s.set_verify_callback(ssl::host_name_verification(u.host));
-  beast::get_lowest_layer(s).expires_after(std::chrono::seconds(timeout_s));
+  beast::get_lowest_layer(s).expires_after(std::chrono::seconds(r.timeout_s));
   co_await beast::get_lowest_layer(s).async_connect(endpoints, asio::use_awaitable);
   co_await s.async_handshake(ssl::stream_base::client, asio::use_awaitable);
-  co_await exchange(s, u, headers, out);
+  co_await exchange(s, u, r, out);
+  beast::error_code ec;
+  beast::get_lowest_layer(s).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
 }
 
 }  // namespace
@@ -128,15 +135,14 @@ std::string url_decode(std::string_view s) {
   return out;
 }
 
-HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::string, std::string>>& headers,
-                      int timeout_s) {
+HttpResponse http_request(std::string_view url, const HttpRequest& r) {
   Url u = parse_url(url);
   asio::io_context ioc;
   HttpResponse out;
   std::exception_ptr err;
-  asio::co_spawn(ioc, run(u, headers, timeout_s, out), [&](const std::exception_ptr& e) { err = e; });
-  ioc.run_for(std::chrono::seconds(timeout_s + 5));
-  if (!ioc.stopped()) throw HttpError(fmt::format("GET {}: timed out after {} s", url, timeout_s));
+  asio::co_spawn(ioc, run(u, r, out), [&](const std::exception_ptr& e) { err = e; });
+  ioc.run_for(std::chrono::seconds(r.timeout_s + 5));
+  if (!ioc.stopped()) throw HttpError(fmt::format("{} {}: timed out after {} s", r.method, url, r.timeout_s));
   if (err) {
     try {
       std::rethrow_exception(err);
@@ -144,10 +150,18 @@ HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::str
       throw;
     } catch (const std::exception& e) {
       throw HttpError(
-          fmt::format("GET {}://{}:{}{}: {}", u.tls ? "https" : "http", u.host, u.port, u.target, e.what()));
+          fmt::format("{} {}://{}:{}{}: {}", r.method, u.tls ? "https" : "http", u.host, u.port, u.target, e.what()));
     }
   }
   return out;
+}
+
+HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::string, std::string>>& headers,
+                      int timeout_s) {
+  HttpRequest r;
+  r.headers = headers;
+  r.timeout_s = timeout_s;
+  return http_request(url, r);
 }
 
 }  // namespace pi::verify

@@ -1,6 +1,8 @@
 #pragma once
-// Minimal HTTP/1.1 GET client for the verifier (the proxy's attestation and signature endpoints,
-// Intel PCS / a PCCS for collateral). http:// and https:// (system trust store, host name checked).
+// Minimal HTTP/1.1 client for the verifier (the proxy's attestation and signature endpoints, Intel
+// PCS / a PCCS for collateral, NVIDIA NRAS). http:// and https:// (system trust store plus optional
+// extra CAs, host name checked, SNI). The one TLS client of the verifier.
+#include <cstdint>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -24,7 +26,17 @@ struct HttpResponse {
   }
 };
 
+struct HttpRequest {
+  std::string method = "GET";  // GET or POST
+  std::string body;            // POST: sent as application/json
+  std::vector<std::pair<std::string, std::string>> headers;
+  int timeout_s = 30;
+  std::string extra_ca_pem;  // https: CA(s) trusted besides the system store (tests, private mirrors)
+  std::uint64_t body_limit = std::uint64_t{64} << 20;
+};
+
 // Throws HttpError on a bad URL, transport failure or timeout (never on an HTTP error status).
+HttpResponse http_request(std::string_view url, const HttpRequest& req);
 HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::string, std::string>>& headers = {},
                       int timeout_s = 30);
 

@@ -258,7 +258,7 @@ def start_backend(stack: Stack, name: str = "backend", api_key: str | None = Non
     argv = [sys.executable, str(REPO / "scripts" / "run_backend.py"), "--port", str(port), "--embeddings"]
     headers = {}
     if api_key:
-        argv += ["--api-key", api_key]
+        argv += [f"--api-key={api_key}"]  # "=": a random key may start with "-"
         headers["Authorization"] = f"Bearer {api_key}"
     proc = stack.start(name, "backend", argv)
     url = f"http://127.0.0.1:{port}"
@@ -379,7 +379,7 @@ def start_proxy(stack: Stack, name: str, backend_url: str, dstack_socket: Path |
     argv = [str(pi_binary()), "serve", "--backend", backend_url, "--listen", f"127.0.0.1:{port}", "--model", model,
             "--log-level", PROXY_LOG_LEVEL]
     for t in tokens:
-        argv += ["--token", t]
+        argv += [f"--token={t}"]  # "=": a random token may start with "-"
     if dstack_socket is not None:
         argv += ["--dstack-socket", str(dstack_socket)]
     argv += extra or []

@@ -31,7 +31,7 @@ def test_backend_api_key_is_sent_and_client_token_is_not(stack, dev_tee_optional
     stack.tokens.add(backend_key)
     sock = dev_tee_optional.socket if dev_tee_optional else None
     try:
-        p = start_proxy(stack, "proxy-keyed", b.url, sock, [token], extra=["--backend-api-key", backend_key])
+        p = start_proxy(stack, "proxy-keyed", b.url, sock, [token], extra=[f"--backend-api-key={backend_key}"])
         body = _chat(stack)
         with p.client() as c:
             r = c.post(CHAT, content=body, headers=JSON)

@@ -76,7 +76,7 @@ def verify_report(report: dict, nonce: str, trust: list[str], tmp_path: Path) ->
 
 def test_fresh_nonce_chain_verifies_and_is_labelled_simulated(sim):
     proxy, trust = sim
-    code, res = verify("attestation", "--url", proxy.url, "--token", proxy.token, "--no-nras", *trust)
+    code, res = verify("attestation", "--url", proxy.url, f"--token={proxy.token}", "--no-nras", *trust)
     assert code == 0 and res["ok"] is True, failed(res)
     checks = by_id(res)
     for cid in ("tdx.quote_signature", "tdx.pck_chain", "tdx.tcb_status", "binding.report_data", "code.rtmr",
@@ -96,7 +96,7 @@ def test_response_verifies_end_to_end_against_a_verified_attestation(sim, tmp_pa
     (tmp_path / "req").write_bytes(body)
     (tmp_path / "resp").write_bytes(r.content)
     code, res = verify("response", "--url", proxy.url, "--id", r.json()["id"], "--request", str(tmp_path / "req"),
-                       "--response", str(tmp_path / "resp"), "--token", proxy.token, "--no-nras", *trust)
+                       "--response", str(tmp_path / "resp"), f"--token={proxy.token}", "--no-nras", *trust)
     assert code == 0, failed(res)
     assert by_id(res)["response.key_bound"]["status"] == "pass"
 
@@ -105,7 +105,7 @@ def test_test_pki_quote_without_trust_simulated_fails(sim):
     proxy, trust = sim
     state = Path(trust[trust.index("--trust-simulated") + 1])
     # The simulated collateral is given, but the test roots are not trusted: the chains must fail.
-    code, res = verify("attestation", "--url", proxy.url, "--token", proxy.token, "--no-nras",
+    code, res = verify("attestation", "--url", proxy.url, f"--token={proxy.token}", "--no-nras",
                        "--collateral", str(state / "collateral.json"))
     assert code != 0 and res["ok"] is False
     assert "tdx.pck_chain" in failed(res), failed(res)

@@ -63,7 +63,7 @@ def _exchange(proxy, stack, tmp_path: Path, stream: bool = False) -> tuple[str, 
 
 def _response_args(proxy, rid: str, req_f: Path, res_f: Path, algo: str) -> list[str]:
     return ["response", "--url", proxy.url, "--id", rid, "--request", str(req_f), "--response", str(res_f),
-            "--signing-algo", algo, "--token", proxy.token, *OFFLINE]
+            "--signing-algo", algo, f"--token={proxy.token}", *OFFLINE]
 
 
 RESPONSE_CHECKS = ("response.signature_fetch", "response.request_hash", "response.response_hash", "response.text",
@@ -127,7 +127,7 @@ def test_tampered_request_byte_fails_at_request_hash(proxy, stack, tmp_path):
 def test_other_token_cannot_fetch_the_signature(proxy, stack, tmp_path):
     rid, req_f, res_f, _ = _exchange(proxy, stack, tmp_path)
     args = _response_args(proxy, rid, req_f, res_f, "ecdsa")
-    args[args.index("--token") + 1] = proxy.tokens[1]
+    args[args.index(f"--token={proxy.token}")] = f"--token={proxy.tokens[1]}"
     _, doc, _ = _run(args)
     c = _checks(doc)["response.signature_fetch"]
     assert c["status"] == "fail" and "404" in c["detail"]
