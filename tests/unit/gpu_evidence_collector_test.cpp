@@ -56,32 +56,13 @@ struct SimProbe {
   bool ok() const { return max_concurrent && calls && reset && active && init_count; }
 };
 
-class GpuEvidenceCollectorTest : public ::testing::Test {
+class GpuEvidenceCollectorTest : public pi::testsupport::SimNvmlTest {
  protected:
-  static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pi-gpu-evidence-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    pki_dir_ = tmpl;
-  }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    std::filesystem::remove_all(pki_dir_, ec);
-  }
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(sim_lib_path()))
-        << sim_lib_path() << " is missing: build the nvidia-ml-sim target (ninja -C <build> nvidia-ml-sim)";
-    for (const char* v : kSimVars) unsetenv(v);
-    setenv("PI_NVML_SIM_PKI_DIR", pki_dir_.c_str(), 1);
-  }
-  void TearDown() override {
-    for (const char* v : kSimVars) unsetenv(v);
-  }
   GpuEvidenceOptions opts() const {
     GpuEvidenceOptions o;
     o.library_path = sim_lib_path();
     return o;
   }
-  static inline std::string pki_dir_;
 };
 
 TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurrentlyNorExceedThePool) {
@@ -148,7 +129,7 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
   for (std::size_t i = 0; i < 100; ++i) {
     if (!results[i].ok()) continue;
     pi::verify::GpuOptions vo;
-    vo.extra_root_pems.push_back(read_text(pki_dir_ + "/root.cert.pem"));
+    vo.extra_root_pems.push_back(test_root());
     pi::verify::Report rep;
     pi::verify::check_gpu_evidence(boost::json::value(results[i].nvidia_payload), pi::to_hex(shared_nonce), vo, rep);
     EXPECT_TRUE(rep.ok());
@@ -231,7 +212,7 @@ TEST_F(GpuEvidenceCollectorTest, NoNonceReportsAreCachedAndRefreshedInTheBackgro
   EXPECT_GE(col.stats().cache_hits, 1u);
   // The cached evidence is bound to its own nonce and verifies with it.
   pi::verify::GpuOptions vo;
-  vo.extra_root_pems.push_back(read_text(pki_dir_ + "/root.cert.pem"));
+  vo.extra_root_pems.push_back(test_root());
   pi::verify::Report rep;
   pi::verify::check_gpu_evidence(boost::json::value(second.nvidia_payload), second.nonce_hex, vo, rep);
   EXPECT_TRUE(rep.ok());

@@ -1,5 +1,8 @@
 #pragma once
 // Shared by the tests that load the simulated NVML (build/libnvidia-ml-sim.so) through dlopen.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,5 +37,33 @@ inline protocol::Nonce random_nonce() {
 inline constexpr const char* kSimVars[] = {"PI_NVML_SIM_MODE", "PI_NVML_SIM_GPUS",    "PI_NVML_SIM_PPCIE",
                                            "PI_NVML_SIM_CC",   "PI_NVML_SIM_READY",   "PI_NVML_SIM_DELAY_MS",
                                            "PI_NVML_SIM_ARCH", "PI_NVML_SIM_PKI_DIR", "PI_NVML_SIM_REPLAY"};
+
+// Base fixture for tests that load the simulated library: one test-PKI directory per suite, and every
+// simulator variable reset around each case (the library reads them at nvmlInit).
+class SimNvmlTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/pi-nvml-sim-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    pki_dir_ = tmpl;
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    std::filesystem::remove_all(pki_dir_, ec);
+  }
+  void SetUp() override {
+    ASSERT_TRUE(std::filesystem::exists(sim_lib_path()))
+        << sim_lib_path() << " is missing: build the nvidia-ml-sim target (ninja -C <build> nvidia-ml-sim)";
+    for (const char* v : kSimVars) unsetenv(v);
+    setenv("PI_NVML_SIM_PKI_DIR", pki_dir_.c_str(), 1);
+  }
+  void TearDown() override {
+    for (const char* v : kSimVars) unsetenv(v);
+  }
+  // The simulated test root (written by the library into the PKI directory).
+  static std::string test_root() { return read_text(pki_dir_ + "/root.cert.pem"); }
+
+  static inline std::string pki_dir_;
+};
 
 }  // namespace pi::testsupport

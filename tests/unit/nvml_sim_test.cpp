@@ -29,29 +29,8 @@ using pi::testsupport::random_nonce;
 using pi::testsupport::read_text;
 using pi::testsupport::sim_lib_path;
 
-class NvmlSim : public ::testing::Test {
+class NvmlSim : public pi::testsupport::SimNvmlTest {
  protected:
-  static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/pi-nvml-sim-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    pki_dir_ = tmpl;
-  }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    std::filesystem::remove_all(pki_dir_, ec);
-  }
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(sim_lib_path()))
-        << sim_lib_path() << " is missing: build the nvidia-ml-sim target (ninja -C <build> nvidia-ml-sim)";
-    for (const char* v : kSimVars) unsetenv(v);
-    setenv("PI_NVML_SIM_PKI_DIR", pki_dir_.c_str(), 1);
-  }
-  void TearDown() override {
-    for (const char* v : kSimVars) unsetenv(v);
-  }
-
-  std::string test_root() const { return read_text(pki_dir_ + "/root.cert.pem"); }
-
   pi::verify::Report verify(const GpuEvidenceResult& r, const pi::protocol::Nonce& nonce, bool trust_test_root) {
     pi::verify::GpuOptions o;
     if (trust_test_root) o.extra_root_pems.push_back(test_root());
@@ -78,8 +57,6 @@ class NvmlSim : public ::testing::Test {
     }
     EXPECT_TRUE(rep.ok());
   }
-
-  static inline std::string pki_dir_;
 };
 
 TEST_F(NvmlSim, MissingLibraryIsAClearError) {
