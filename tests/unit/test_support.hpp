@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by unit tests: a temporary directory, running a coroutine to completion on an
 // io_context that may also run servers, and a throwaway ES384 signer standing in for NVIDIA's NRAS.
+#include <gtest/gtest.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
@@ -12,9 +13,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -22,6 +25,36 @@
 #include "protocol/gpu_spdm.hpp"
 
 namespace pi::testsupport {
+
+// A file of tests/fixtures/nvidia/ (real recorded evidence; sources in tests/fixtures/SOURCES.md).
+inline std::string nvidia_fixture(const std::string& name) {
+  std::ifstream f(std::string(PI_FIXTURES_DIR) + "/nvidia/" + name, std::ios::binary);
+  EXPECT_TRUE(f) << name;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The nonce inside the recorded nvtrust H100 report (nvtrust_hopper_report.hex).
+inline constexpr const char* kNvtrustNonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+
+// The recorded nvtrust H100 report and its chain as a proxy's "nvidia_payload" (a JSON string, base64).
+inline boost::json::value nvtrust_payload() {
+  auto hex = nvidia_fixture("nvtrust_hopper_report.hex");
+  while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
+  auto report = from_hex(hex).value();
+  auto std_b64 = [](ByteView b) {
+    std::string u = protocol::gpu::base64url_encode(b);
+    for (auto& c : u) c = c == '-' ? '+' : c == '_' ? '/' : c;
+    while (u.size() % 4) u.push_back('=');
+    return u;
+  };
+  boost::json::object it{{"certificate", std_b64(as_bytes(nvidia_fixture("nvtrust_hopper_certchain.pem")))},
+                         {"evidence", std_b64(report)},
+                         {"arch", "HOPPER"}};
+  boost::json::object o{{"nonce", kNvtrustNonce}, {"evidence_list", boost::json::array{it}}, {"arch", "HOPPER"}};
+  return boost::json::value(boost::json::serialize(o));
+}
 
 struct TempDir {
   std::string path;

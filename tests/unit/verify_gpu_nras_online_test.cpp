@@ -43,15 +43,10 @@ namespace http = beast::http;
 namespace ssl = asio::ssl;
 
 constexpr std::int64_t kNow = 1735689600;  // 2025-01-01T00:00:00Z (see verify_gpu_test.cpp)
-constexpr const char* kNonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+constexpr const char* kNonce = pi::testsupport::kNvtrustNonce;
+using pi::testsupport::nvtrust_payload;
 
-std::string fixture(const std::string& name) {
-  std::ifstream f(std::string(PI_FIXTURES_DIR) + "/nvidia/" + name, std::ios::binary);
-  EXPECT_TRUE(f) << name;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string fixture(const std::string& name) { return pi::testsupport::nvidia_fixture(name); }
 
 std::string pem_of(X509* x) {
   BIO* b = BIO_new(BIO_s_mem());
@@ -249,23 +244,6 @@ std::pair<int, std::string> simulated_nras(const Signer& s, const Request& r) {
       {"GPU-0", boost::json::array{"DIGEST", boost::json::array{"SHA-256", pi::to_hex(pi::crypto::sha256(detached))}}}};
   boost::json::array answer{boost::json::array{"JWT", s.sign(overall)}, boost::json::object{{"GPU-0", detached}}};
   return {200, boost::json::serialize(answer)};
-}
-
-boost::json::value nvtrust_payload() {
-  auto hex = fixture("nvtrust_hopper_report.hex");
-  while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
-  auto report = pi::from_hex(hex).value();
-  auto std_b64 = [](pi::ByteView b) {
-    std::string u = protocol::gpu::base64url_encode(b);
-    for (auto& c : u) c = c == '-' ? '+' : c == '_' ? '/' : c;
-    while (u.size() % 4) u.push_back('=');
-    return u;
-  };
-  boost::json::object it{{"certificate", std_b64(pi::as_bytes(fixture("nvtrust_hopper_certchain.pem")))},
-                         {"evidence", std_b64(report)},
-                         {"arch", "HOPPER"}};
-  boost::json::object o{{"nonce", kNonce}, {"evidence_list", boost::json::array{it}}, {"arch", "HOPPER"}};
-  return boost::json::value(boost::json::serialize(o));
 }
 
 struct JwksFile {

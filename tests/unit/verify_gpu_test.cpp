@@ -19,6 +19,8 @@
 #include "verify/gpu.hpp"
 #include "verify/gpu_cert.hpp"
 
+#include "test_support.hpp"
+
 namespace pi::verify {
 namespace {
 
@@ -26,17 +28,11 @@ using namespace pi::verify::gpu;
 using namespace pi::protocol::gpu;
 
 constexpr std::int64_t kNow = 1735689600;  // 2025-01-01T00:00:00Z
-constexpr const char* kNvtrustNonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+using pi::testsupport::kNvtrustNonce;
 constexpr const char* kNvatNonce = "e97b23a1718095a0e9e35edca810768c70a6a5a389b705e753b197912bc11576";
 constexpr const char* kSdkHopperNonce = "27a328247bf7935c993341cf587be6f05986ccce4fe7ba2c54100bd616a58f66";
 
-std::string fixture(const std::string& name) {
-  std::ifstream f(std::string(PI_FIXTURES_DIR) + "/nvidia/" + name, std::ios::binary);
-  EXPECT_TRUE(f) << name;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string fixture(const std::string& name) { return pi::testsupport::nvidia_fixture(name); }
 
 pi::Bytes hex_fixture(const std::string& name) {
   std::string t = fixture(name);
