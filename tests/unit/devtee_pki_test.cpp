@@ -7,9 +7,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
@@ -28,10 +26,13 @@
 #include "verify/event_log.hpp"
 #include "verify/tdx_quote.hpp"
 
+#include "test_support.hpp"
+
 namespace pi::devtee {
 namespace {
 
 namespace json = boost::json;
+using pi::testsupport::run_co;
 using verify::Check;
 using verify::Status;
 
@@ -315,19 +316,6 @@ TEST(DevteePki, CliEvidenceVerifiesOnlyWithTrustSimulated) {
   auto [use_rc, use_out] = run(verify + " --trust-simulated " + dir.string() + " 2>&1");
   EXPECT_EQ(use_rc, 2) << use_out;
   std::filesystem::remove_all(dir);
-}
-
-template <class T>
-T run_co(boost::asio::io_context& ioc, boost::asio::awaitable<T> aw) {
-  auto fut = boost::asio::co_spawn(ioc, std::move(aw), boost::asio::use_future);
-  ioc.restart();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("test coroutine did not finish");
-    ioc.run_one_for(std::chrono::milliseconds(100));
-    if (ioc.stopped()) ioc.restart();
-  }
-  return fut.get();
 }
 
 // `dev-tee --pki --socket`: the real process, driven with the real DstackClient. Its GetQuote answer over our
