@@ -352,8 +352,8 @@ std::vector<SimGpu> make_gpus(const SimConfig& cfg) {
         throw Err(cfg.replay_path + ": item " + std::to_string(i) + " lacks certificate/evidence strings");
       }
       const auto& o = item.as_object();
-      auto cert = gpu::base64_decode(o.at("certificate").as_string());
-      auto ev = gpu::base64_decode(o.at("evidence").as_string());
+      auto cert = pi::base64_decode(o.at("certificate").as_string());
+      auto ev = pi::base64_decode(o.at("evidence").as_string());
       if (!cert || !ev) throw Err(cfg.replay_path + ": item " + std::to_string(i) + " is not base64");
       if (!ev->empty() && std::isxdigit((*ev)[0]) && std::isxdigit((*ev)[1])) {  // base64 of hex text
         if (auto bin = from_hex(std::string_view(reinterpret_cast<const char*>(ev->data()), ev->size()))) ev = bin;

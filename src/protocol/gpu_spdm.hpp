@@ -116,8 +116,4 @@ std::optional<std::string> arch_from_id(std::uint32_t arch_id);
 // Architecture name from a chip name in a certificate subject ("GH100" → HOPPER, "GB100"/"GB20x" → BLACKWELL).
 std::optional<std::string> arch_from_chip_name(std::string_view text);
 
-// Base64 decoding, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored.
-std::optional<pi::Bytes> base64_decode(std::string_view in);
-std::string base64url_encode(pi::ByteView in);  // no padding
-
 }  // namespace pi::protocol::gpu

@@ -86,30 +86,6 @@ const char* to_string(GpuEvidenceStatus s) {
   return "unknown";
 }
 
-std::string base64_encode(ByteView in) {
-  static constexpr char kAlpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    std::uint32_t v =
-        (static_cast<std::uint32_t>(in[i]) << 16) | (static_cast<std::uint32_t>(in[i + 1]) << 8) | in[i + 2];
-    out += kAlpha[(v >> 18) & 63];
-    out += kAlpha[(v >> 12) & 63];
-    out += kAlpha[(v >> 6) & 63];
-    out += kAlpha[v & 63];
-  }
-  if (std::size_t rest = in.size() - i; rest > 0) {
-    std::uint32_t v = static_cast<std::uint32_t>(in[i]) << 16;
-    if (rest == 2) v |= static_cast<std::uint32_t>(in[i + 1]) << 8;
-    out += kAlpha[(v >> 18) & 63];
-    out += kAlpha[(v >> 12) & 63];
-    out += rest == 2 ? kAlpha[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 void GpuEvidenceResult::apply_to(boost::json::object& report) const {
   if (ok()) {
     report["nvidia_payload"] = nvidia_payload;
@@ -151,8 +127,8 @@ GpuEvidenceResult GpuEvidenceCollector::build_result(const NvmlCollection& c, co
   // base64, hex or an upper-case arch name: nothing needs escaping.
   std::string list;
   for (const auto& g : c.gpus) {
-    const std::string cert_b64 = base64_encode(as_bytes(g.cert_chain_pem));
-    const std::string ev_b64 = base64_encode(g.report);
+    const std::string cert_b64 = pi::base64_encode(as_bytes(g.cert_chain_pem));
+    const std::string ev_b64 = pi::base64_encode(g.report);
     boost::json::object item;
     item["arch"] = g.arch;
     item["certificate"] = cert_b64;

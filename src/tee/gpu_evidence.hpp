@@ -152,7 +152,4 @@ class GpuEvidenceCollector {
   std::shared_ptr<Impl> impl_;  // shared with the NVML thread (which may outlive us if NVML hangs at shutdown)
 };
 
-// Standard base64 with padding.
-std::string base64_encode(ByteView in);
-
 }  // namespace pi::tee

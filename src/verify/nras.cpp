@@ -14,13 +14,12 @@
 #include <sstream>
 
 #include "crypto/hash.hpp"
-#include "protocol/gpu_spdm.hpp"
 
 namespace pi::verify::nras {
 
 namespace {
 
-using pi::protocol::gpu::base64_decode;
+using pi::base64_decode;
 
 struct PkeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }

@@ -339,7 +339,7 @@ TEST_F(GpuEvidenceCollectorTest, HungNvmlAtShutdownIsAbandonedWithoutTouchingDes
 }
 
 TEST(GpuEvidenceBase64, MatchesRfc4648Vectors) {
-  auto b = [](std::string_view s) { return pi::tee::base64_encode(pi::as_bytes(s)); };
+  auto b = [](std::string_view s) { return pi::base64_encode(pi::as_bytes(s)); };
   EXPECT_EQ(b(""), "");
   EXPECT_EQ(b("f"), "Zg==");
   EXPECT_EQ(b("fo"), "Zm8=");

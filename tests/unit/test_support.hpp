@@ -22,7 +22,6 @@
 #include <string>
 
 #include "crypto/bytes.hpp"
-#include "protocol/gpu_spdm.hpp"
 
 namespace pi::testsupport {
 
@@ -43,14 +42,8 @@ inline boost::json::value nvtrust_payload() {
   auto hex = nvidia_fixture("nvtrust_hopper_report.hex");
   while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
   auto report = from_hex(hex).value();
-  auto std_b64 = [](ByteView b) {
-    std::string u = protocol::gpu::base64url_encode(b);
-    for (auto& c : u) c = c == '-' ? '+' : c == '_' ? '/' : c;
-    while (u.size() % 4) u.push_back('=');
-    return u;
-  };
-  boost::json::object it{{"certificate", std_b64(as_bytes(nvidia_fixture("nvtrust_hopper_certchain.pem")))},
-                         {"evidence", std_b64(report)},
+  boost::json::object it{{"certificate", pi::base64_encode(as_bytes(nvidia_fixture("nvtrust_hopper_certchain.pem")))},
+                         {"evidence", pi::base64_encode(report)},
                          {"arch", "HOPPER"}};
   boost::json::object o{{"nonce", kNvtrustNonce}, {"evidence_list", boost::json::array{it}}, {"arch", "HOPPER"}};
   return boost::json::value(boost::json::serialize(o));
@@ -100,7 +93,7 @@ struct NrasTestSigner {
   NrasTestSigner& operator=(const NrasTestSigner&) = delete;
 
   std::string sign(const boost::json::object& claims) const {
-    auto b64u = [](std::string_view s) { return protocol::gpu::base64url_encode(as_bytes(s)); };
+    auto b64u = [](std::string_view s) { return pi::base64url_encode(as_bytes(s)); };
     boost::json::object header{{"kid", kid}, {"alg", "ES384"}};
     std::string input = b64u(boost::json::serialize(header)) + "." + b64u(boost::json::serialize(claims));
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -116,7 +109,7 @@ struct NrasTestSigner {
     BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw.data(), 48);
     BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw.data() + 48, 48);
     ECDSA_SIG_free(sig);
-    return input + "." + protocol::gpu::base64url_encode(raw);
+    return input + "." + pi::base64url_encode(raw);
   }
 
   std::string jwks() const {
@@ -128,8 +121,8 @@ struct NrasTestSigner {
                           {"crv", "P-384"},
                           {"kid", kid},
                           {"use", "sig"},
-                          {"x", protocol::gpu::base64url_encode(ByteView(pub + 1, 48))},
-                          {"y", protocol::gpu::base64url_encode(ByteView(pub + 49, 48))}};
+                          {"x", pi::base64url_encode(ByteView(pub + 1, 48))},
+                          {"y", pi::base64url_encode(ByteView(pub + 49, 48))}};
     return boost::json::serialize(boost::json::object{{"keys", boost::json::array{k}}});
   }
 };

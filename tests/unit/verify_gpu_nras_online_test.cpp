@@ -26,7 +26,6 @@
 #include <thread>
 
 #include "crypto/hash.hpp"
-#include "protocol/gpu_spdm.hpp"
 #include "verify/gpu.hpp"
 #include "verify/nras.hpp"
 

@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "crypto/hash.hpp"
-#include "protocol/gpu_spdm.hpp"
 #include "verify/gpu.hpp"
 #include "verify/nras.hpp"
 
@@ -40,7 +39,7 @@ boost::json::object json_fixture(const std::string& name) {
   return v.is_object() ? v.as_object() : boost::json::object{};
 }
 
-std::string b64u(std::string_view s) { return protocol::gpu::base64url_encode(pi::as_bytes(s)); }
+std::string b64u(std::string_view s) { return pi::base64url_encode(pi::as_bytes(s)); }
 
 std::string digest_of(const std::string& token) { return pi::to_hex(pi::crypto::sha256(token)); }
 
@@ -104,7 +103,7 @@ TEST(VerifyGpuNras, TamperedTokenFailsTheSignatureCheck) {
   // Flip x-nvidia-overall-att-result inside the signed payload of the overall token, keep the signature.
   std::string overall(answer.as_array()[0].as_array()[1].as_string());
   auto dot1 = overall.find('.'), dot2 = overall.rfind('.');
-  auto payload = protocol::gpu::base64_decode(overall.substr(dot1 + 1, dot2 - dot1 - 1)).value();
+  auto payload = pi::base64_decode(overall.substr(dot1 + 1, dot2 - dot1 - 1)).value();
   std::string text(payload.begin(), payload.end());
   auto pos = text.find("\"x-nvidia-overall-att-result\":true");
   ASSERT_NE(pos, std::string::npos);
