@@ -454,7 +454,7 @@ struct ProxyServer::Impl {
       }
       if (ec == http::error::need_buffer) continue;
       if (ec) {
-        if (ec == beast::error::timeout || st.backend_timed_out) metrics.backend_timeouts++;
+        if (st.backend_timed_out) metrics.backend_timeouts++;  // the watchdog closed the engine socket
         st.backend_failed = true;
         break;
       }
@@ -985,6 +985,11 @@ struct ProxyServer::Impl {
   awaitable<void> session(Worker& w, tcp::socket sock) {
     beast::tcp_stream client(std::move(sock));
     beast::flat_buffer cbuf;
+    auto too_large = [this] {
+      return make_error(http::status::payload_too_large,
+                        "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
+                        "invalid_request_error", "request_too_large", false, true);
+    };
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(64 * 1024);
@@ -993,9 +998,7 @@ struct ProxyServer::Impl {
       auto [hec, hn] = co_await http::async_read_header(client, cbuf, parser, kTuple);
       const auto t0 = Clock::now();
       if (hec == http::error::body_limit) {  // Beast checks a declared Content-Length while reading the header
-        auto pending = make_error(http::status::payload_too_large,
-                                  "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
-                                  "invalid_request_error", "request_too_large", false, true);
+        auto pending = too_large();
         co_await send(client, std::move(pending), Route::Other, t0);
         break;
       }
@@ -1003,24 +1006,13 @@ struct ProxyServer::Impl {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != net::error::connection_reset &&
             hec != net::error::eof && hec != http::error::partial_message &&
             hec.category() == http::make_error_code(http::error::bad_target).category()) {
-          {
-            auto pending = make_error(http::status::bad_request, "Malformed HTTP request: " + hec.message(),
-                                      "invalid_request_error", "bad_request", false, true);
-            co_await send(client, std::move(pending), Route::Other, t0);
-          }
-        }
-        break;
-      }
-      const bool keep = parser.get().keep_alive();
-      if (auto cl = parser.content_length(); cl && *cl > cfg.max_body_bytes) {
-        {
-          auto pending = make_error(http::status::payload_too_large,
-                                    "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
-                                    "invalid_request_error", "request_too_large", false, true);
+          auto pending = make_error(http::status::bad_request, "Malformed HTTP request: " + hec.message(),
+                                    "invalid_request_error", "bad_request", false, true);
           co_await send(client, std::move(pending), Route::Other, t0);
         }
         break;
       }
+      const bool keep = parser.get().keep_alive();
       if (iequals(parser.get()[http::field::expect], "100-continue")) {
         static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
         auto [cec, cn] = co_await net::async_write(client, net::buffer(k100), kTuple);
@@ -1030,9 +1022,7 @@ struct ProxyServer::Impl {
       client.expires_never();
       if (bec) {
         if (bec == http::error::body_limit) {
-          auto pending = make_error(http::status::payload_too_large,
-                                    "Request body too large. Maximum: " + std::to_string(cfg.max_body_bytes) + " bytes",
-                                    "invalid_request_error", "request_too_large", false, true);
+          auto pending = too_large();
           co_await send(client, std::move(pending), Route::Other, t0);
         } else if (bec.category() == http::make_error_code(http::error::bad_target).category() &&
                    bec != http::error::partial_message) {
@@ -1086,7 +1076,7 @@ struct ProxyServer::Impl {
       });
     }
   }
-};  // namespace pi::server
+};  // struct ProxyServer::Impl
 
 ProxyServer::ProxyServer(ServerConfig cfg, protocol::SigningIdentity identity, TeeContext tee)
     : impl_(std::make_unique<Impl>(std::move(cfg), std::move(identity), std::move(tee))) {}
