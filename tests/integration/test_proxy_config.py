@@ -71,7 +71,7 @@ def test_signature_ttl_and_capacity(stack, backend, dev_tee_optional):
         # The TTL is generous so that a slow (sanitized, loaded) machine still fills the store before
         # the first record expires.
         assert time.monotonic() - first < TTL, "the machine was too slow to fill the store inside the TTL"
-        vh.check_error_envelope(full, 503)
+        vh.check_error_envelope(full, 503, "signature_store_full")
         assert int(full.headers["retry-after"]) >= 1
         time.sleep(max(0.0, last + TTL + 1.5 - time.monotonic()))
         for rid in ids:
@@ -89,7 +89,7 @@ def test_unreachable_backend_is_502(stack):
     p = start_proxy(stack, "proxy-nobackend", f"http://127.0.0.1:{free_port()}", None, [token],
                     extra=["--connect-timeout", "2"])
     with p.client() as c:
-        vh.check_error_envelope(c.post(CHAT, content=_chat(stack), headers=JSON), 502)
+        vh.check_error_envelope(c.post(CHAT, content=_chat(stack), headers=JSON), 502, "backend_unavailable")
     assert p.proc.stop() == 0, p.proc.tail()
 
 
@@ -101,7 +101,7 @@ def test_silent_backend_is_504(stack):
                         extra=["--backend-timeout", "2"])
         with p.client(timeout=60) as c:
             t0 = time.monotonic()
-            vh.check_error_envelope(c.post(CHAT, content=_chat(stack), headers=JSON), 504)
+            vh.check_error_envelope(c.post(CHAT, content=_chat(stack), headers=JSON), 504, "backend_timeout")
             assert time.monotonic() - t0 < 30
         assert p.proc.stop() == 0, p.proc.tail()
     finally:
@@ -137,9 +137,9 @@ def test_max_body_bytes_with_content_length_and_chunked(stack, backend):
         assert r.status_code == 200, r.text
         stack.remember_body(r.content)
     with p.client() as c:
-        vh.check_error_envelope(c.post(CHAT, content=over, headers=JSON), 413)
+        vh.check_error_envelope(c.post(CHAT, content=over, headers=JSON), 413, "request_too_large")
     with p.client() as c:
         chunked = c.post(CHAT, content=iter([over[:3000], over[3000:]]), headers=JSON)
         assert "content-length" not in {k.lower() for k in chunked.request.headers}
-        vh.check_error_envelope(chunked, 413)
+        vh.check_error_envelope(chunked, 413, "request_too_large")
     assert p.proc.stop() == 0, p.proc.tail()

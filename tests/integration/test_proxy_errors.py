@@ -16,7 +16,7 @@ TEN_MIB = 10 * 1024 * 1024
 def test_malformed_json_is_400_envelope(proxy):
     with proxy.client() as c:
         r = c.post(CHAT, content=b'{"messages": [{"role": "user", "content": "x"}', headers={"Content-Type": "application/json"})
-    vh.check_error_envelope(r, 400)
+    vh.check_error_envelope(r, 400, "invalid_json")
     assert r.headers.get("x-should-retry") == "false"
 
 
@@ -27,7 +27,7 @@ def test_missing_or_wrong_token_is_401_envelope(proxy, token, method, path):
     with proxy.client(token=token) as c:
         r = c.request(method, path, content=b'{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}'
                       if method == "POST" else None)
-    vh.check_error_envelope(r, 401)
+    vh.check_error_envelope(r, 401, "invalid_api_key")
 
 
 def test_public_endpoints_need_no_token(proxy):
@@ -38,13 +38,14 @@ def test_public_endpoints_need_no_token(proxy):
 
 def test_unknown_route_is_404_envelope(proxy):
     with proxy.client() as c:
-        vh.check_error_envelope(c.get("/v1/no-such-route"), 404)
+        vh.check_error_envelope(c.get("/v1/no-such-route"), 404, "unknown_url")
         vh.check_error_envelope(c.post("/v2/chat/completions", json={}), 404)
 
 
 def test_unknown_signature_id_is_404_envelope(proxy):
     with proxy.client() as c:
-        vh.check_error_envelope(c.get("/v1/signature/chatcmpl-doesnotexist", params={"signing_algo": "ecdsa"}), 404)
+        vh.check_error_envelope(c.get("/v1/signature/chatcmpl-doesnotexist", params={"signing_algo": "ecdsa"}), 404,
+                                "signature_not_found")
 
 
 def test_bad_signing_algo_is_400(proxy):

@@ -7,7 +7,6 @@ the client and the checks are real.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import socket
 import time
@@ -35,11 +34,7 @@ def _wait_for(cond, seconds: float) -> bool:
 
 def _metric(proxy, name: str) -> float:
     with proxy.client() as c:
-        r = c.get("/metrics")
-    assert r.status_code == 200, r.text
-    m = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", r.text, re.M)
-    assert m, f"{name} missing from /metrics"
-    return float(m.group(1))
+        return vh.metric_value(c, name)
 
 
 def test_engine_silent_mid_stream_breaks_the_stream_unsigned(stack):

@@ -95,10 +95,14 @@ def test_verify_response_passes_response_checks_and_fails_simulated_hardware(pro
 def test_verify_response_streaming(proxy, stack, tmp_path):
     rid, req_f, res_f, raw = _exchange(proxy, stack, tmp_path, stream=True)
     assert vh.sse_has_done(raw)
-    _, doc, _ = _run(_response_args(proxy, rid, req_f, res_f, "ecdsa"))
+    rc, doc, _ = _run(_response_args(proxy, rid, req_f, res_f, "ecdsa"))
     checks = _checks(doc)
     for cid in RESPONSE_CHECKS:
         assert checks[cid]["status"] == "pass", checks[cid]
+    # as for non-streaming answers: the signature is right, but the recorded dev-tee quote (or no TEE)
+    # cannot bind the key, so the verdict is "not verified"
+    assert rc == 1 and doc["ok"] is False
+    assert checks["response.key_bound"]["status"] == "fail"
 
 
 def test_tampered_response_byte_fails_at_response_hash(proxy, stack, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -267,7 +268,8 @@ def verify_recorded(client: httpx.Client, ex: Exchange, response_id: str, token:
 # Errors and attestation
 
 
-def check_error_envelope(r: httpx.Response, status: int) -> dict:
+def check_error_envelope(r: httpx.Response, status: int, code: str | None = None) -> dict:
+    """The OpenAI error envelope with `status`; with `code`, also the machine-readable error.code."""
     assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text[:500]}"
     body = r.json()
     assert set(body) == {"error"}, f"error envelope must be exactly {{'error': ...}}, got {body}"
@@ -276,7 +278,18 @@ def check_error_envelope(r: httpx.Response, status: int) -> dict:
     assert not missing, f"error object lacks {missing}: {err}"
     assert isinstance(err["message"], str) and err["message"], err
     assert isinstance(err["type"], str) and err["type"], err
+    if code is not None:
+        assert err["code"] == code, f"expected code {code!r}: {err}"
     return err
+
+
+def metric_value(client: httpx.Client, name: str) -> float:
+    """A counter or gauge from the proxy's /metrics (the unlabelled sample, or the first labelled one)."""
+    r = client.get("/metrics")
+    assert r.status_code == 200, r.text
+    m = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", r.text, re.M)
+    assert m, f"{name} missing from /metrics"
+    return float(m.group(1))
 
 
 def report_data_of_quote(quote_hex: str) -> bytes:
