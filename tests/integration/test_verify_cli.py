@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, pi_binary, sanitizer_env
+from conftest import REPO, _require, pi_binary, sanitizer_env
 
 FIX = REPO / "tests" / "fixtures" / "tdx"
 COLL = ["--collateral", str(FIX / "collateral_fmspc20a06f_2025-09.json"), "--now", "1756900000"]
@@ -34,8 +34,7 @@ def _report(tmp_path: Path, **override) -> Path:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    if not pi_binary().is_file():
-        pytest.skip(f"{pi_binary()} is not built (set PI_BINARY)")
+    _require(pi_binary().is_file(), f"{pi_binary()} is not built (set PI_BINARY)")
     return subprocess.run([str(pi_binary()), "verify", "attestation", *args], capture_output=True, text=True,
                           timeout=120, env=sanitizer_env())
 
