@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
+
 import verify_helpers as vh
 
 CHAT = "/v1/chat/completions"
 
 
-def test_e2ee_headers_are_refused_not_answered_in_plaintext(proxy):
+@pytest.mark.parametrize("header", [{"X-Client-Pub-Key": "04" + "11" * 64}, {"X-Encryption-Version": "1"}],
+                         ids=["client-pub-key", "encryption-version-alone"])
+def test_e2ee_headers_are_refused_not_answered_in_plaintext(proxy, header):
     with proxy.client() as c:
         r = c.post(CHAT, json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
-                   headers={"X-Signing-Algo": "ecdsa", "X-Client-Pub-Key": "04" + "11" * 64})
+                   headers={"X-Signing-Algo": "ecdsa", **header})
     err = vh.check_error_envelope(r, 400)
     assert err["code"] == "e2ee_unsupported"
     assert r.headers.get("x-should-retry") == "false"

@@ -8,8 +8,8 @@ What must hold (docs/verifier.md):
     report_data written into it, so the attestation key's signature over the quote no longer verifies
     (tdx.quote_signature). Binding (report_data = address ‖ our fresh nonce) and the code checks (event-log
     replay, compose hash) still PASS, because the dev-tee serves the recorded event log and Info unchanged.
-    Consequently response.key_bound FAILs: nothing proves where a simulated key lives. A later issue adds
-    --trust-simulated; until then a simulated TEE never verifies.
+    Consequently response.key_bound FAILs: nothing proves where a key of the recorded-quote dev-tee lives.
+    (`dev-tee --pki` with `verify --trust-simulated` is the mode that verifies: test_simulated_tee.py.)
 Collateral is the recorded fixture with `now` pinned inside its window, so nothing touches the network.
 """
 from __future__ import annotations
