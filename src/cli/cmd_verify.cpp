@@ -175,6 +175,7 @@ AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed
   o.gpu.now = o.now;
   o.gpu.jwks_path = c.jwks;
   o.gpu.nras_response_path = c.nras_response;
+  o.gpu.timeout_s = c.timeout_s;
   for (const auto& path : c.gpu_extra_roots) o.gpu.extra_root_pems.push_back(read_file(path, "GPU test root"));
   o.gpu.nras = network_allowed && !c.no_nras && (c.nras || !c.url.empty());
   return o;

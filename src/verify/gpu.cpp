@@ -284,7 +284,7 @@ void run_nras(Ctx& cx, const std::vector<Item>& items, const std::string& arch, 
     ev.reserve(items.size());
     for (const auto& it : items) ev.emplace_back(it.evidence_b64, it.certificate_b64);
     auto body = boost::json::serialize(nras::build_request(expected_nonce, arch, ev));
-    auto res = nras::https_request("POST", url, body, 30, opts.nras_tls_ca_pem);
+    auto res = nras::https_request("POST", url, body, opts.timeout_s, opts.nras_tls_ca_pem);
     if (!res.ok) {
       cx.add("gpu.nras", "NRAS answer obtained", Status::Skipped,
              "NRAS skipped: network unavailable (" + res.error + "); only local checks ran", false, false);
@@ -328,7 +328,7 @@ void run_nras(Ctx& cx, const std::vector<Item>& items, const std::string& arch, 
       cx.add("gpu.nras.jwks", "NVIDIA JWKS loaded", Status::Fail, e.what());
     }
   } else if (opts.nras) {
-    auto res = nras::https_request("GET", kDefaultNrasJwksUrl, {}, 30, opts.nras_tls_ca_pem);
+    auto res = nras::https_request("GET", kDefaultNrasJwksUrl, {}, opts.timeout_s, opts.nras_tls_ca_pem);
     if (res.ok && res.status == 200) {
       try {
         jwks = nras::Jwks::parse(res.body);

@@ -26,6 +26,7 @@ struct GpuOptions {
   std::string jwks_path;                     // offline JWKS file for NRAS token verification
   std::string nras_response_path;            // offline: a recorded NRAS answer to verify instead of submitting
   std::string nras_tls_ca_pem;               // extra CA trusted for NRAS/JWKS TLS (tests, private mirrors)
+  int timeout_s = 30;                        // NRAS and JWKS requests (verify --timeout)
 };
 
 // Default NRAS v4 GPU attestation endpoint.
