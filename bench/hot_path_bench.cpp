@@ -137,12 +137,13 @@ std::string key_for(std::uint64_t i) {
 void BM_Store_ReserveCommit(benchmark::State& state) {
   // One store for all runs (function-local static: initialised once, thread-safely); a fixed
   // iteration count keeps it at a few hundred thousand records.
-  static server::SignatureStore* store = new server::SignatureStore(1u << 30, std::chrono::seconds(1200));
+  static server::SignatureStore* store = new server::MemorySignatureStore(1u << 30, std::chrono::seconds(1200));
   const auto rec = sample_record();
   std::uint64_t i = static_cast<std::uint64_t>(state.thread_index()) << 40;
   for (auto _ : state) {
-    if (!store->try_reserve()) state.SkipWithError("store full");
-    benchmark::DoNotOptimize(store->commit(key_for(i++), rec));
+    auto r = store->reserve();
+    if (!r) state.SkipWithError("store full");
+    benchmark::DoNotOptimize(r->commit(key_for(i++), rec));
   }
 }
 BENCHMARK(BM_Store_ReserveCommit)->Iterations(100000)->Threads(1)->Threads(2)->UseRealTime();
@@ -150,13 +151,10 @@ BENCHMARK(BM_Store_ReserveCommit)->Iterations(100000)->Threads(1)->Threads(2)->U
 // Fetch from a store holding 100k records (the default capacity), hits and misses.
 void BM_Store_Get(benchmark::State& state) {
   constexpr std::uint64_t kRecords = 100000;
-  static server::SignatureStore* store = [] {
-    auto* s = new server::SignatureStore(kRecords, std::chrono::seconds(1200));
+  static server::SignatureStore* store = [] -> server::SignatureStore* {
+    auto* s = new server::MemorySignatureStore(kRecords, std::chrono::seconds(1200));
     const auto rec = sample_record();
-    for (std::uint64_t i = 0; i < kRecords; ++i) {
-      s->try_reserve();
-      s->commit(key_for(i), rec);
-    }
+    for (std::uint64_t i = 0; i < kRecords; ++i) s->reserve()->commit(key_for(i), rec);
     return s;
   }();
   const bool hit = state.range(0) != 0;

@@ -8,6 +8,8 @@
 
 #include "cli/commands.hpp"
 #include "server/proxy.hpp"
+#include "server/routes.hpp"
+#include "tee/gpu_evidence.hpp"
 #include "tee/dstack_client.hpp"
 
 namespace pi::cli {
@@ -123,28 +125,28 @@ Runner register_serve(CLI::App& app) {
     cfg.threads = f->threads;
     cfg.public_endpoints = {f->public_endpoints.begin(), f->public_endpoints.end()};
     cfg.max_concurrent_attestations = f->max_attestations;
+    const auto known_groups = server::route_groups();  // the route table names the groups
     for (const auto& p : cfg.public_endpoints) {
-      static const std::set<std::string> kKnown{"attestation", "models",    "health",   "version",
-                                                "metrics",     "signature", "inference"};
-      if (!kKnown.contains(p)) {
+      if (!known_groups.contains(p)) {
         spdlog::error("--public: unknown endpoint group '{}'", p);
         return 2;
       }
     }
 
     server::TeeContext tee;
-    tee.dstack = tee::discover_dstack(f->dstack_socket);
+    const auto dstack = tee::discover_dstack(f->dstack_socket);
     std::optional<protocol::SigningIdentity> identity;
-    if (tee.dstack) {
-      spdlog::info("TEE: dstack guest agent at {}", tee.dstack->describe());
+    if (dstack) {
+      spdlog::info("TEE: dstack guest agent at {}", dstack->describe());
+      tee.agent = tee::make_dstack_agent(*dstack);
       boost::asio::io_context ioc;
-      tee::DstackClient dc(ioc.get_executor(), *tee.dstack, std::chrono::seconds(30));
+      tee::DstackClient dc(ioc.get_executor(), *dstack, std::chrono::seconds(30));
       auto fut = boost::asio::co_spawn(ioc, dc.version(), boost::asio::use_future);
       ioc.run();
       auto ver = fut.get();  // an unreachable agent is fatal: an operator asked for a TEE
       if (auto* s = ver.if_contains("simulated"); s && s->is_bool()) tee.simulated = s->get_bool();
       if (auto* v = ver.if_contains("version"); v && v->is_string()) tee.agent_version = std::string(v->get_string());
-      identity.emplace(derive_identity(*tee.dstack, cfg.model));
+      identity.emplace(derive_identity(*dstack, cfg.model));
       tee.keys_from_tee = true;
       if (tee.simulated)
         spdlog::warn(
@@ -162,19 +164,19 @@ Runner register_serve(CLI::App& app) {
       tee::GpuEvidenceOptions o;
       o.library_path = f->nvml_lib;
       o.max_fresh = cfg.max_concurrent_attestations;
-      tee.gpu = std::make_shared<tee::GpuEvidenceCollector>(o);
+      auto nvml = std::make_shared<tee::GpuEvidenceCollector>(o);
       tee.gpu_required = f->gpu_mode == "required";
-      if (!tee.gpu->available()) {
+      if (!nvml->available()) {
         if (tee.gpu_required) {
-          spdlog::error("--gpu-evidence required, but NVML is unusable: {}", tee.gpu->load_error());
+          spdlog::error("--gpu-evidence required, but NVML is unusable: {}", nvml->load_error());
           return 2;
         }
         spdlog::warn("GPU evidence unavailable: {} (attestation reports say so in gpu_evidence_error)",
-                     tee.gpu->load_error());
+                     nvml->load_error());
       } else {
-        spdlog::info("GPU evidence: NVML loaded{}",
-                     tee.gpu->simulated() ? " — SIMULATED NVML (test PKI / replay)" : "");
+        spdlog::info("GPU evidence: NVML loaded{}", nvml->simulated() ? " — SIMULATED NVML (test PKI / replay)" : "");
       }
+      tee.gpu = std::move(nvml);
     }
     if (cfg.tokens.empty()) spdlog::warn("no --token configured: inference and signature endpoints are open to anyone");
     server::ProxyServer proxy(std::move(cfg), std::move(*identity), std::move(tee));

@@ -25,40 +25,18 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
   out += fmt::format("{}_count{{{}}} {}\n", name, labels, count_.load());
 }
 
-const char* route_name(Route r) {
-  switch (r) {
-    case Route::Chat:
-      return "/v1/chat/completions";
-    case Route::Completions:
-      return "/v1/completions";
-    case Route::Embeddings:
-      return "/v1/embeddings";
-    case Route::Responses:
-      return "/v1/responses";
-    case Route::Models:
-      return "/v1/models";
-    case Route::Health:
-      return "/health";
-    case Route::Version:
-      return "/version";
-    case Route::Metrics:
-      return "/metrics";
-    case Route::Tokenize:
-      return "/tokenize";
-    case Route::Detokenize:
-      return "/detokenize";
-    case Route::Signature:
-      return "/v1/signature";
-    case Route::Attestation:
-      return "/v1/attestation";
-    default:
-      return "other";
-  }
+Metrics::Metrics(std::span<const std::string> route_labels)
+    : labels(route_labels.begin(), route_labels.end()),
+      responses(std::make_unique<std::array<std::atomic<std::uint64_t>, 6>[]>(labels.size())),
+      duration(std::make_unique<Histogram[]>(labels.size())) {}
+
+void Metrics::count_response(std::size_t route, unsigned status) {
+  std::size_t cls = status >= 100 && status < 600 ? status / 100 : 0;
+  responses[route][cls].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Metrics::count_response(Route r, unsigned status) {
-  std::size_t cls = status >= 100 && status < 600 ? status / 100 : 0;
-  responses[static_cast<std::size_t>(r)][cls].fetch_add(1, std::memory_order_relaxed);
+void Metrics::observe_duration(std::size_t route, Clock::time_point t0) {
+  duration[route].observe(std::chrono::duration<double>(Clock::now() - t0).count());
 }
 
 std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) const {
@@ -69,18 +47,17 @@ std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) 
       "dropped).\n";
   out += "# TYPE pi_http_responses_total counter\n";
   static const char* kClass[] = {"aborted", "1xx", "2xx", "3xx", "4xx", "5xx"};
-  for (std::size_t r = 0; r < responses.size(); ++r)
+  for (std::size_t r = 0; r < labels.size(); ++r)
     for (std::size_t c = 0; c < 6; ++c) {
       auto v = responses[r][c].load();
       if (v)
         out += fmt::format("pi_http_responses_total{{route=\"{}\",status=\"{}\"}} {}\n",
-                           route_name(static_cast<Route>(r)), kClass[c], v);
+                           labels[r], kClass[c], v);
     }
   out += "# HELP pi_http_request_duration_seconds Time from request read to response fully sent.\n";
   out += "# TYPE pi_http_request_duration_seconds histogram\n";
-  for (std::size_t r = 0; r < duration.size(); ++r)
-    duration[r].render(out, "pi_http_request_duration_seconds",
-                       fmt::format("route=\"{}\"", route_name(static_cast<Route>(r))));
+  for (std::size_t r = 0; r < labels.size(); ++r)
+    duration[r].render(out, "pi_http_request_duration_seconds", fmt::format("route=\"{}\"", labels[r]));
   auto counter = [&](const char* name, const char* help, std::uint64_t v) {
     out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
   };

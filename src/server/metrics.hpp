@@ -4,9 +4,15 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <chrono>
+#include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 namespace pi::server {
+
+using Clock = std::chrono::steady_clock;
 
 class Histogram {
  public:
@@ -21,28 +27,13 @@ class Histogram {
   std::atomic<std::uint64_t> sum_micros_{0};
 };
 
-enum class Route {
-  Chat,
-  Completions,
-  Embeddings,
-  Responses,
-  Models,
-  Health,
-  Version,
-  Metrics,
-  Tokenize,
-  Detokenize,
-  Signature,
-  Attestation,
-  Other,
-  kCount
-};
-const char* route_name(Route r);
-
+// Per-route series are indexed by route (the route table's metric index); `labels` names them.
 struct Metrics {
-  std::array<std::array<std::atomic<std::uint64_t>, 6>, static_cast<size_t>(Route::kCount)>
-      responses{};  // by status class 1xx..5xx, [0]=aborted
-  std::array<Histogram, static_cast<size_t>(Route::kCount)> duration;
+  explicit Metrics(std::span<const std::string> route_labels);
+
+  std::vector<std::string> labels;
+  std::unique_ptr<std::array<std::atomic<std::uint64_t>, 6>[]> responses;  // by status class 1xx..5xx, [0]=aborted
+  std::unique_ptr<Histogram[]> duration;
   std::atomic<std::uint64_t> signatures_created{0};
   std::atomic<std::uint64_t> unsigned_incomplete{0};  // stream without [DONE], backend error, client gone
   std::atomic<std::uint64_t> unsigned_no_id{0};
@@ -57,7 +48,8 @@ struct Metrics {
   std::atomic<std::uint64_t> bytes_out{0};
   std::atomic<std::int64_t> inflight{0};
 
-  void count_response(Route r, unsigned status);
+  void count_response(std::size_t route, unsigned status);
+  void observe_duration(std::size_t route, Clock::time_point t0);
   std::string render(std::size_t store_size, std::size_t store_capacity) const;
 };
 

@@ -3,31 +3,35 @@
 // server that forwards OpenAI-compatible requests byte-for-byte to a backend engine, hashes the
 // exact bytes in both directions as they pass, signs completed exchanges, and serves signatures
 // and TEE attestation reports. Shared-nothing workers: one io_context per thread, each with its
-// own SO_REUSEPORT acceptor and backend connection pool.
+// own SO_REUSEPORT acceptor and backend connection pool. How a request flows through the pieces
+// (session → route table → handler or relay → response signer) is drawn in docs/architecture.md.
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "protocol/signing.hpp"
 #include "server/config.hpp"
-#include "tee/dstack_client.hpp"
-#include "tee/gpu_evidence.hpp"
+#include "tee/agent.hpp"
+#include "tee/gpu_source.hpp"
 
 namespace pi::server {
 
+class SignatureStore;
+
 struct TeeContext {
-  std::optional<tee::DstackEndpoint> dstack;  // nullopt: not in a TEE (attestation → 503)
-  bool simulated = false;                     // the agent is a simulator (dev-tee)
-  bool keys_from_tee = false;                 // signing keys derived with dstack GetKey
-  std::string agent_version;                  // from /Version, informational
-  // GPU evidence through NVML (nullptr: --gpu-evidence off). Must outlive the server.
-  std::shared_ptr<tee::GpuEvidenceCollector> gpu;
+  std::shared_ptr<tee::TeeAgent> agent;  // nullptr: not in a TEE (attestation → 503)
+  bool simulated = false;                // the agent is a simulator (dev-tee)
+  bool keys_from_tee = false;            // signing keys derived with dstack GetKey
+  std::string agent_version;             // from /Version, informational
+  // GPU evidence (NVML today; nullptr: --gpu-evidence off). Must outlive the server.
+  std::shared_ptr<tee::GpuEvidenceSource> gpu;
   bool gpu_required = false;  // --gpu-evidence required: no evidence → 503
 };
 
 class ProxyServer {
  public:
-  ProxyServer(ServerConfig cfg, protocol::SigningIdentity identity, TeeContext tee);
+  // `store` nullptr: records in memory (cfg.signature_capacity, cfg.signature_ttl).
+  ProxyServer(ServerConfig cfg, protocol::SigningIdentity identity, TeeContext tee,
+              std::unique_ptr<SignatureStore> store = nullptr);
   ~ProxyServer();
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;

@@ -2,7 +2,13 @@
 
 namespace pi::server {
 
-void SignatureStore::purge_locked(Shard& s, Clock::time_point t) {
+bool SignatureStore::Reservation::commit(const std::string& key, const protocol::SignatureRecord& rec) {
+  if (store_ == nullptr) return false;
+  // The store's commit consumes the slot whether or not the key was free.
+  return std::exchange(store_, nullptr)->commit(key, rec);
+}
+
+void MemorySignatureStore::purge_locked(Shard& s, Clock::time_point t) {
   while (!s.order.empty() && s.order.front().first <= t) {
     auto it = s.map.find(s.order.front().second);
     if (it != s.map.end() && it->second.expires <= t) {
@@ -13,7 +19,7 @@ void SignatureStore::purge_locked(Shard& s, Clock::time_point t) {
   }
 }
 
-void SignatureStore::purge_all() {
+void MemorySignatureStore::purge_all() {
   const auto t = now();
   for (auto& s : shards_) {
     std::lock_guard lk(s.mu);
@@ -21,7 +27,7 @@ void SignatureStore::purge_all() {
   }
 }
 
-bool SignatureStore::try_reserve() {
+bool MemorySignatureStore::try_reserve() {
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::size_t r = reserved_.fetch_add(1) + 1;
     if (live_.load() + r <= capacity_) return true;
@@ -31,9 +37,9 @@ bool SignatureStore::try_reserve() {
   return false;
 }
 
-void SignatureStore::release() { reserved_.fetch_sub(1); }
+void MemorySignatureStore::release() { reserved_.fetch_sub(1); }
 
-bool SignatureStore::commit(const std::string& key, const protocol::SignatureRecord& rec) {
+bool MemorySignatureStore::commit(const std::string& key, const protocol::SignatureRecord& rec) {
   auto& s = shard_for(key);
   const auto t = now();
   bool inserted = false;
@@ -51,7 +57,7 @@ bool SignatureStore::commit(const std::string& key, const protocol::SignatureRec
   return inserted;
 }
 
-std::optional<protocol::SignatureRecord> SignatureStore::get(const std::string& key) {
+std::optional<protocol::SignatureRecord> MemorySignatureStore::get(const std::string& key) {
   auto& s = shard_for(key);
   const auto t = now();
   std::lock_guard lk(s.mu);
@@ -60,7 +66,7 @@ std::optional<protocol::SignatureRecord> SignatureStore::get(const std::string& 
   return it->second.rec;
 }
 
-std::chrono::seconds SignatureStore::retry_after() {
+std::chrono::seconds MemorySignatureStore::retry_after() {
   const auto t = now();
   auto oldest = Clock::time_point::max();
   for (auto& s : shards_) {

@@ -1,5 +1,8 @@
 #pragma once
-// In-memory signature records with a fixed TTL and a hard capacity.
+// Where signature records live. The proxy talks to the SignatureStore interface only; the store is
+// chosen at start-up (memory today; SQLite and Redis are the next implementations), never on the
+// per-token path: the proxy calls it once before forwarding (reserve) and once when an answer is
+// complete (commit).
 //
 // Capacity policy (docs/operations.md): a record is never dropped before its TTL. Before a
 // signed request is forwarded, the proxy reserves a slot; when live records + reservations
@@ -14,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "protocol/signing.hpp"
 
@@ -23,22 +27,70 @@ class SignatureStore {
  public:
   using Clock = std::chrono::steady_clock;
 
-  SignatureStore(std::size_t capacity, std::chrono::seconds ttl) : capacity_(capacity), ttl_(ttl) {}
+  // A held slot. Move-only; the slot goes back to the store when the reservation is destroyed
+  // without a commit, so no path (error, cancellation, exception) can leak one.
+  class Reservation {
+   public:
+    Reservation(Reservation&& o) noexcept : store_(std::exchange(o.store_, nullptr)) {}
+    Reservation& operator=(Reservation&& o) noexcept {
+      if (this != &o) {
+        reset();
+        store_ = std::exchange(o.store_, nullptr);
+      }
+      return *this;
+    }
+    Reservation(const Reservation&) = delete;
+    Reservation& operator=(const Reservation&) = delete;
+    ~Reservation() { reset(); }
 
-  // Reserves room for one record. false: full (see retry_after()).
-  bool try_reserve();
-  // Gives back an unused reservation (the exchange produced no signature).
-  void release();
-  // Stores a record under `key`, consuming a reservation. false if the key is already taken
-  // (the existing record is never overwritten).
-  bool commit(const std::string& key, const protocol::SignatureRecord& rec);
-  std::optional<protocol::SignatureRecord> get(const std::string& key);
+    // Stores `rec` under `key`, consuming the slot. false if the key already has a record (the
+    // existing record is kept). A reservation commits at most once.
+    bool commit(const std::string& key, const protocol::SignatureRecord& rec);
+    bool held() const { return store_ != nullptr; }
 
-  std::size_t size() const { return live_.load(); }
-  std::size_t capacity() const { return capacity_; }
-  std::chrono::seconds retry_after();
+   private:
+    friend class SignatureStore;
+    explicit Reservation(SignatureStore* s) : store_(s) {}
+    void reset() {
+      if (store_ != nullptr) std::exchange(store_, nullptr)->release();
+    }
+    SignatureStore* store_;
+  };
+
+  virtual ~SignatureStore() = default;
+
+  // A slot for one record, or nullopt when full (see retry_after()).
+  std::optional<Reservation> reserve() {
+    if (!try_reserve()) return std::nullopt;
+    return Reservation(this);
+  }
+  virtual std::optional<protocol::SignatureRecord> get(const std::string& key) = 0;
+  virtual std::size_t size() const = 0;
+  virtual std::size_t capacity() const = 0;
+  virtual std::chrono::seconds retry_after() = 0;
+
+ protected:
+  virtual bool try_reserve() = 0;
+  virtual void release() = 0;
+  virtual bool commit(const std::string& key, const protocol::SignatureRecord& rec) = 0;
+};
+
+// Records in memory, sharded by key, with a fixed TTL and a hard capacity.
+class MemorySignatureStore final : public SignatureStore {
+ public:
+  MemorySignatureStore(std::size_t capacity, std::chrono::seconds ttl) : capacity_(capacity), ttl_(ttl) {}
+
+  std::optional<protocol::SignatureRecord> get(const std::string& key) override;
+  std::size_t size() const override { return live_.load(); }
+  std::size_t capacity() const override { return capacity_; }
+  std::chrono::seconds retry_after() override;
 
   void set_clock_for_test(std::function<Clock::time_point()> now) { now_ = std::move(now); }
+
+ protected:
+  bool try_reserve() override;
+  void release() override;
+  bool commit(const std::string& key, const protocol::SignatureRecord& rec) override;
 
  private:
   static constexpr std::size_t kShards = 16;

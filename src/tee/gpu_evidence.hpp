@@ -46,6 +46,7 @@
 #include <boost/json.hpp>
 
 #include "protocol/signing.hpp"
+#include "tee/gpu_source.hpp"
 #include "tee/nvml.hpp"
 
 namespace pi::tee {
@@ -104,39 +105,40 @@ struct GpuEvidenceStats {
   std::size_t max_fresh_inflight = 0;  // high-water mark of fresh collections queued or running
 };
 
-class GpuEvidenceCollector {
+class GpuEvidenceCollector final : public GpuEvidenceSource {
  public:
   // Loads NVML (never throws for a missing/broken library: available() is false and every request answers
   // Unavailable with load_error()). Starts the NVML thread only when the library loaded.
   explicit GpuEvidenceCollector(GpuEvidenceOptions opts);
   // Calls shutdown().
-  ~GpuEvidenceCollector();
+  ~GpuEvidenceCollector() override;
   // Stops the NVML thread: waits up to `grace` for a running NVML call, then completes every waiting request with
   // Error ("shutting down"), async ones by posting to their executors. Call it BEFORE the io_contexts that awaited
   // collect() are destroyed (the proxy: when its io_contexts have stopped, before destroying them). If NVML hangs past
   // `grace`, its thread is detached and the requests it holds are leaked untouched (never completed on a destroyed
   // executor). Idempotent; later requests answer Error.
-  void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
+  void shutdown(std::chrono::milliseconds grace);
+  void shutdown() override { shutdown(std::chrono::seconds(5)); }
   GpuEvidenceCollector(const GpuEvidenceCollector&) = delete;
   GpuEvidenceCollector& operator=(const GpuEvidenceCollector&) = delete;
 
-  bool available() const { return available_; }
-  const std::string& load_error() const { return load_error_; }
-  bool simulated() const { return simulated_; }  // the loaded library says it is the simulated NVML
+  bool available() const override { return available_; }
+  const std::string& load_error() const override { return load_error_; }
+  bool simulated() const override { return simulated_; }  // the loaded library says it is the simulated NVML
   const GpuEvidenceOptions& options() const { return opts_; }
 
   // Async: evidence bound to `nonce`. Completion is posted to the awaiting coroutine's executor.
-  boost::asio::awaitable<GpuEvidenceResult> collect(const protocol::Nonce& nonce);
+  boost::asio::awaitable<GpuEvidenceResult> collect(const protocol::Nonce& nonce) override;
   // Async: the cached no-nonce evidence (collected on first use with a random nonce, then refreshed in the
   // background every cache_ttl). result.nonce_hex is the nonce it is bound to.
-  boost::asio::awaitable<GpuEvidenceResult> collect_cached();
+  boost::asio::awaitable<GpuEvidenceResult> collect_cached() override;
 
   // Blocking versions (tests, CLI).
   GpuEvidenceResult collect_blocking(const protocol::Nonce& nonce);
   GpuEvidenceResult collect_cached_blocking();
 
   // Appends Prometheus text (pi_gpu_evidence_*) for /metrics.
-  void render_metrics(std::string& out) const;
+  void render_metrics(std::string& out) const override;
   GpuEvidenceStats stats() const;
 
   // Builds the result (items, nvidia_payload, info) from one NVML collection. Public for tests.

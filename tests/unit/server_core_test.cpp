@@ -16,11 +16,13 @@ protocol::SignatureRecord rec(std::uint8_t tag) {
 }  // namespace
 
 TEST(SignatureStore, StoresAndExpiresAfterTtl) {
-  SignatureStore s(10, std::chrono::seconds(60));
+  MemorySignatureStore s(10, std::chrono::seconds(60));
   auto t = SignatureStore::Clock::now();
   s.set_clock_for_test([&] { return t; });
-  ASSERT_TRUE(s.try_reserve());
-  ASSERT_TRUE(s.commit("k1", rec(1)));
+  auto r = s.reserve();
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->commit("k1", rec(1)));
+  EXPECT_FALSE(r->held());
   ASSERT_TRUE(s.get("k1"));
   EXPECT_EQ(s.get("k1")->request_hash[0], 1);
   t += std::chrono::seconds(59);
@@ -30,33 +32,51 @@ TEST(SignatureStore, StoresAndExpiresAfterTtl) {
 }
 
 TEST(SignatureStore, NeverOverwritesAnExistingRecord) {
-  SignatureStore s(10, std::chrono::seconds(60));
-  ASSERT_TRUE(s.try_reserve());
-  ASSERT_TRUE(s.commit("id", rec(1)));
-  ASSERT_TRUE(s.try_reserve());
-  EXPECT_FALSE(s.commit("id", rec(2)));
+  MemorySignatureStore s(10, std::chrono::seconds(60));
+  ASSERT_TRUE(s.reserve()->commit("id", rec(1)));
+  auto r = s.reserve();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->commit("id", rec(2)));
+  EXPECT_FALSE(r->commit("other", rec(3))) << "a reservation commits at most once";
   EXPECT_EQ(s.get("id")->request_hash[0], 1);
   EXPECT_EQ(s.size(), 1u);
 }
 
 TEST(SignatureStore, FullStoreRefusesInsteadOfEvictingLiveRecords) {
-  SignatureStore s(2, std::chrono::seconds(100));
+  MemorySignatureStore s(2, std::chrono::seconds(100));
   auto t = SignatureStore::Clock::now();
   s.set_clock_for_test([&] { return t; });
-  ASSERT_TRUE(s.try_reserve());
-  ASSERT_TRUE(s.commit("a", rec(1)));
-  ASSERT_TRUE(s.try_reserve());   // held by an in-flight request
-  EXPECT_FALSE(s.try_reserve());  // 1 live + 1 reserved = capacity
-  s.release();
-  ASSERT_TRUE(s.try_reserve());
-  ASSERT_TRUE(s.commit("b", rec(2)));
-  EXPECT_FALSE(s.try_reserve());
+  ASSERT_TRUE(s.reserve()->commit("a", rec(1)));
+  {
+    auto held = s.reserve();  // held by an in-flight request
+    ASSERT_TRUE(held);
+    EXPECT_FALSE(s.reserve());  // 1 live + 1 reserved = capacity
+  }  // the request ends unsigned: its slot comes back
+  auto r = s.reserve();
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->commit("b", rec(2)));
+  EXPECT_FALSE(s.reserve());
   EXPECT_TRUE(s.get("a"));  // nothing was dropped
   EXPECT_TRUE(s.get("b"));
   EXPECT_GE(s.retry_after().count(), 100);
   t += std::chrono::seconds(101);  // both expire → room again
-  EXPECT_TRUE(s.try_reserve());
+  EXPECT_TRUE(s.reserve());
   EXPECT_EQ(s.size(), 0u);
+}
+
+TEST(SignatureStore, MovedReservationsReleaseExactlyOnce) {
+  MemorySignatureStore s(1, std::chrono::seconds(100));
+  {
+    auto r = s.reserve();
+    ASSERT_TRUE(r);
+    SignatureStore::Reservation moved = std::move(*r);
+    EXPECT_FALSE(r->held());
+    EXPECT_TRUE(moved.held());
+    EXPECT_FALSE(s.reserve());
+  }
+  auto again = s.reserve();
+  ASSERT_TRUE(again) << "the slot came back once";
+  EXPECT_FALSE(s.reserve()) << "and only once";
 }
 
 TEST(TokenAuth, DisabledMeansAnonymousOwner) {

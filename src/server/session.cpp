@@ -1,0 +1,167 @@
+#include "server/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/write.hpp>
+
+#include "server/error.hpp"
+#include "server/relay.hpp"
+#include "server/routes.hpp"
+
+namespace pi::server {
+
+namespace {
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// A request the HTTP parser rejected (as opposed to a connection that ended or timed out).
+bool is_malformed(const beast::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_target).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
+// The caller's record namespace, or nullopt when the route needs a token and none valid was given.
+std::optional<std::string> authorize(const Services& svc, const RouteSpec& r, std::string_view authorization) {
+  const bool is_public = svc.cfg.public_endpoints.contains(std::string(r.group));
+  if (is_public && !(r.token_scoped && !authorization.empty())) return std::string();
+  return svc.auth.authenticate(authorization);
+}
+
+// Writes a response made before a Call existed (refusals at the head or body) and counts it.
+awaitable<bool> write_counted(Worker& w, ClientConn& c, Response res, std::size_t metric, Clock::time_point t0) {
+  auto& m = w.svc.metrics;
+  m.count_response(metric, res.result_int());
+  m.bytes_out += res.body().size();
+  c.stream.expires_after(w.svc.cfg.client_timeout);
+  auto [ec, n] = co_await http::async_write(c.stream, res, kTuple);
+  c.stream.expires_never();
+  m.observe_duration(metric, t0);
+  co_return !ec && res.keep_alive();
+}
+
+// After an answer that ends the connection while the client may still be sending its body: stop
+// sending, then read and drop what arrives for a short, bounded while, so that closing does not
+// reset the connection before the client has read the answer (RFC 9112 §9.6).
+awaitable<void> lingering_close(ClientConn& c) {
+  beast::error_code ignored;
+  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  std::array<char, 4096> sink{};
+  std::size_t drained = 0;
+  c.stream.expires_after(std::chrono::seconds(2));
+  while (drained < (1u << 20)) {
+    auto [ec, n] = co_await c.stream.async_read_some(net::buffer(sink), kTuple);
+    if (ec) break;
+    drained += n;
+  }
+  c.stream.expires_never();
+}
+
+awaitable<bool> dispatch(Call& call) {
+  if (call.route.handling != Handling::Local) co_return co_await relay(call);
+  Response res = co_await call.route.handler(call);
+  const bool reusable = co_await send_response(call, std::move(res));
+  spdlog::info("GET {} done {:.1f}ms", call.route.label, ms_since(call.t0));
+  co_return reusable;
+}
+
+}  // namespace
+
+awaitable<bool> send_response(Call& call, Response res) {
+  co_return co_await write_counted(call.worker, call.client, std::move(res), call.route.metric, call.t0);
+}
+
+awaitable<void> run_session(Worker& w, tcp::socket socket) {
+  const auto& cfg = w.svc.cfg;
+  ClientConn c(std::move(socket));
+  bool linger = false;  // close with a lingering drain: the client may still be sending
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(64 * 1024);
+    parser.body_limit(cfg.max_body_bytes);
+    c.stream.expires_after(cfg.client_timeout);
+    auto [hec, hn] = co_await http::async_read_header(c.stream, c.buffer, parser, kTuple);
+    const auto t0 = Clock::now();
+    if (hec) {
+      std::optional<HttpError> e;
+      if (hec == http::error::body_limit)  // Beast checks a declared Content-Length while reading the head
+        e = HttpError::payload_too_large(cfg.max_body_bytes);
+      else if (is_malformed(hec))
+        e = HttpError::malformed_http(hec.message());
+      if (e) {
+        co_await write_counted(w, c, e->render(false), other_metric(), t0);
+        linger = true;
+      }
+      break;
+    }
+
+    // Route and token from the head alone: a request that will be refused never has its body read.
+    auto& head = parser.get();
+    auto match = match_route(split_target(head.target()).path, head.method());
+    std::optional<HttpError> refusal = std::move(match.error);
+    std::string owner;
+    if (!refusal) {
+      if (auto o = authorize(w.svc, *match.route, head[http::field::authorization]))
+        owner = std::move(*o);
+      else
+        refusal = HttpError::unauthorized();
+    }
+    if (refusal) {
+      const bool body_pending = !parser.is_done();
+      spdlog::info("{} {} -> {}", std::string_view(head.method_string()),
+                   match.route ? match.route->label : std::string_view("(unknown route)"),
+                   static_cast<unsigned>(refusal->status));
+      const bool reusable = co_await write_counted(w, c, refusal->render(head.keep_alive() && !body_pending),
+                                                   match.route ? match.route->metric : other_metric(), t0);
+      linger = body_pending;
+      if (!reusable) break;
+      continue;
+    }
+
+    if (iequals(head[http::field::expect], "100-continue")) {
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [cec, cn] = co_await net::async_write(c.stream, net::buffer(k100), kTuple);
+      if (cec) break;
+    }
+    auto [bec, bn] = co_await http::async_read(c.stream, c.buffer, parser, kTuple);
+    c.stream.expires_never();
+    if (bec) {
+      std::optional<HttpError> e;
+      if (bec == http::error::body_limit)
+        e = HttpError::payload_too_large(cfg.max_body_bytes);
+      else if (is_malformed(bec))
+        e = HttpError::malformed_http(bec.message());
+      if (e) {
+        co_await write_counted(w, c, e->render(false), match.route->metric, t0);
+        linger = true;
+      }
+      break;
+    }
+
+    Request req = parser.release();
+    const bool keep = req.keep_alive();
+    Call call{w, c, req, *match.route, split_target(req.target()), std::move(owner), t0};
+    bool reusable = false;
+    std::optional<HttpError> failure;
+    try {
+      reusable = co_await dispatch(call);
+    } catch (const HttpErrorException& e) {  // a handler refused the request from deep inside
+      failure = e.error;
+    } catch (const std::exception& e) {
+      spdlog::error("internal error while handling a request: {}", e.what());
+      failure = HttpError::internal();
+      failure->retry_useless = false;
+    }
+    if (failure) {
+      const bool internal = failure->status == http::status::internal_server_error;
+      reusable = co_await send_response(call, failure->render(keep && !internal)) && !internal;
+    }
+    if (!reusable || !keep) break;
+  }
+  beast::error_code ignored;
+  if (linger && c.stream.socket().is_open()) co_await lingering_close(c);
+  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c.stream.socket().close(ignored);
+}
+
+}  // namespace pi::server
