@@ -356,7 +356,7 @@ TEST_F(Proxy, ForwardsToTheBackendPrefixAndRelaysEngineHeaders) {
 
 TEST_F(Proxy, MissingOrBadTokenIs401WithBearerChallenge) {
   start([](auto& c) { c.tokens = {"tok-a", "tok-b"}; });
-  for (const std::string& token : {std::string(), std::string("wrong"), std::string("tok-a ")}) {
+  for (const std::string& token : {std::string(), std::string("wrong"), std::string("TOK-A"), std::string("tok-")}) {
     auto res = chat(R"({"model":"m"})", token);
     expect_error(res, 401, "invalid_api_key");
     EXPECT_EQ(error_of(res).at("type").as_string(), "authentication_error");
@@ -365,10 +365,16 @@ TEST_F(Proxy, MissingOrBadTokenIs401WithBearerChallenge) {
   auto basic = make_request(http::verb::post, "/v1/chat/completions", "{}");
   basic.set(http::field::authorization, "Basic dG9rLWE6");
   expect_error(Client(port).request(basic), 401, "invalid_api_key");
+  auto bare = make_request(http::verb::post, "/v1/chat/completions", "{}");
+  bare.set(http::field::authorization, "tok-a");  // the token without its scheme
+  expect_error(Client(port).request(bare), 401, "invalid_api_key");
   expect_error(get("/v1/signature/x"), 401, "invalid_api_key");  // signatures are not public
   EXPECT_EQ(engine.request_count(), 0u);
   EXPECT_EQ(chat(R"({"model":"m"})", "tok-b").result_int(), 200u);
-  EXPECT_EQ(engine.request_count(), 1u);
+  auto lower = make_request(http::verb::post, "/v1/chat/completions", "{}");
+  lower.set(http::field::authorization, "bearer tok-a");  // the scheme is case-insensitive
+  EXPECT_EQ(Client(port).request(lower).result_int(), 200u);
+  EXPECT_EQ(engine.request_count(), 2u);
 }
 
 TEST_F(Proxy, PublicEndpointsNeedNoTokenAndClientTokensAreNotForwarded) {
@@ -504,8 +510,9 @@ TEST_F(Proxy, ChunkedRequestBodyIsForwardedAndHashedAsItsBytes) {
   engine.answer(Answer::json(R"({"id":"chatcmpl-chunked"})"));
   start();
   const std::string body = R"({"model":"m","messages":[{"role":"user","content":"split in two"}]})";
-  std::string raw = "POST /v1/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
-                    "Transfer-Encoding: chunked\r\n\r\n";
+  std::string raw =
+      "POST /v1/completions HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
   for (auto part : {body.substr(0, 10), body.substr(10)}) {
     char len[16];
     std::snprintf(len, sizeof len, "%zx\r\n", part.size());
@@ -538,9 +545,10 @@ TEST_F(Proxy, AnswerWithoutIdIsSignedUnderAGeneratedId) {
 TEST_F(Proxy, EngineErrorsAreRelayedUnchangedAndNotSigned) {
   const std::string engine_error = R"({"error":{"message":"context too long","type":"BadRequestError","code":400}})";
   engine.script([&](const pi::testsupport::EngineRequest& r) {
-    auto a = Answer::json(r.body.find("boom") != std::string::npos ? R"({"id":"chatcmpl-500","detail":"boom"})"
-                                                                    : R"({"id":"chatcmpl-400",)" + engine_error.substr(1),
-                          r.body.find("boom") != std::string::npos ? 500 : 400);
+    auto a =
+        Answer::json(r.body.find("boom") != std::string::npos ? R"({"id":"chatcmpl-500","detail":"boom"})"
+                                                              : R"({"id":"chatcmpl-400",)" + engine_error.substr(1),
+                     r.body.find("boom") != std::string::npos ? 500 : 400);
     return a;
   });
   start();
@@ -723,7 +731,8 @@ TEST_F(Proxy, ClientDisconnectBeforeTheAnswerCancelsTheEngineRequest) {
 }
 
 TEST_F(Proxy, EngineUnreachableIs502) {
-  start([](auto& c) { c.backend = pi::server::parse_backend_url("http://127.0.0.1:" + std::to_string(unused_port())); });
+  start(
+      [](auto& c) { c.backend = pi::server::parse_backend_url("http://127.0.0.1:" + std::to_string(unused_port())); });
   auto res = chat();
   expect_error(res, 502, "backend_unavailable");
   EXPECT_EQ(error_of(res).at("type").as_string(), "server_error");
