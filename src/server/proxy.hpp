@@ -10,12 +10,11 @@
 
 #include "protocol/signing.hpp"
 #include "server/config.hpp"
+#include "server/signature_store.hpp"
 #include "tee/agent.hpp"
 #include "tee/gpu_source.hpp"
 
 namespace pi::server {
-
-class SignatureStore;
 
 struct TeeContext {
   std::shared_ptr<tee::TeeAgent> agent;  // nullptr: not in a TEE (attestation → 503)

@@ -930,7 +930,7 @@ class ProxyWithDevTee : public Proxy {
   }
   pi::server::TeeContext tee() const {
     pi::server::TeeContext t;
-    t.dstack = pi::tee::parse_dstack_endpoint(devtee->socket_path());
+    t.agent = pi::tee::make_dstack_agent(*pi::tee::parse_dstack_endpoint(devtee->socket_path()));
     t.simulated = true;
     t.agent_version = "dev-tee";
     return t;
