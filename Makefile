@@ -15,7 +15,7 @@ APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev \
   python3-venv clang-format clang-tidy
 
-.PHONY: deps build build-asan venv js-deps test unit-test integration-test demo bench lint format clean
+.PHONY: bench-compare deps build build-asan venv js-deps test unit-test integration-test demo bench lint format clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -75,6 +75,16 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
+
+# Before/after in one run: this build's proxy and BASE's (default: the last commit), interleaved in every round.
+BASE ?= HEAD
+bench-compare: build
+	ninja -C $(BUILD) -j $(JOBS) private-inference pi-bench-backend pi-loadgen micro_bench
+	rm -rf $(BUILD)-base-src && git worktree add -f --detach $(BUILD)-base-src $(BASE) >/dev/null
+	cmake -S $(BUILD)-base-src -B $(BUILD)-base -G Ninja -DCMAKE_BUILD_TYPE=Release -DPI_SANITIZE=OFF -DPI_BUILD_TESTS=OFF -DPI_BUILD_BENCH=OFF >/dev/null
+	ninja -C $(BUILD)-base -j $(JOBS) private-inference
+	python3 bench/run.py --build-dir $(BUILD) --baseline-binary $(BUILD)-base/private-inference --out bench/results/compare.json
+	git worktree remove --force $(BUILD)-base-src
 
 # clang-format and clang-tidy (.clang-tidy) over the sources; slow (Beast), so not part of `make test`.
 lint: build-asan

@@ -220,9 +220,9 @@ class Bench:
         wait_http(f"http://127.0.0.1:{port}/health")
         return p, port
 
-    def start_proxy(self, backend_port: int, gpus: int = 0) -> tuple[subprocess.Popen, int]:
+    def start_proxy(self, backend_port: int, gpus: int = 0, binary: Path | None = None) -> tuple[subprocess.Popen, int]:
         port = free_port()
-        argv = [str(self.pi), "serve", "--backend", f"http://127.0.0.1:{backend_port}", "--listen",
+        argv = [str(binary or self.pi), "serve", "--backend", f"http://127.0.0.1:{backend_port}", "--listen",
                 f"127.0.0.1:{port}", "--token", TOKEN, "--dstack-socket", str(self.dstack_sock),
                 "--log-level", self.args.proxy_log_level, "--signature-capacity", "1000000"]
         env = None
@@ -242,13 +242,16 @@ class Bench:
 
     # ---- one measurement --------------------------------------------------------------------
 
-    def measure(self, cell: dict, proxied: bool) -> dict:
+    def measure(self, cell: dict, target: str) -> dict:
+        """target: "direct", "proxied" (this build's proxy) or "baseline" (--baseline-binary)."""
         backend, bport = self.start_backend(cell)
         proxy = None
+        proxied = target != "direct"
         try:
             watch = ["--watch", f"engine={backend.pid}"]
             if proxied:
-                proxy, pport = self.start_proxy(bport, cell.get("gpus", 0))
+                binary = Path(self.args.baseline_binary) if target == "baseline" else None
+                proxy, pport = self.start_proxy(bport, cell.get("gpus", 0), binary)
                 url = f"http://127.0.0.1:{pport}"
                 watch += ["--watch", f"proxy={proxy.pid}"]
                 mode = cell["mode"]
@@ -271,7 +274,7 @@ class Bench:
             if r.returncode != 0:
                 raise RuntimeError(f"pi-loadgen failed ({r.returncode}): {r.stderr.strip()}")
             res = json.loads(r.stdout)
-            res["target"] = "proxied" if proxied else "direct"
+            res["target"] = target
             res["loadavg_after"] = os.getloadavg()
             if proxy is not None and proxy.poll() is not None:
                 raise RuntimeError(f"the proxy exited during the run (status {proxy.returncode}); see "
@@ -363,16 +366,23 @@ class Bench:
         results = []
         try:
             for cell in cells:
-                runs: dict[str, list[dict]] = {"direct": [], "proxied": []}
+                targets = ["direct", "proxied"] + (["baseline"] if self.args.baseline_binary else [])
+                runs: dict[str, list[dict]] = {t: [] for t in targets}
                 for rnd in range(self.args.rounds):
-                    order = [False, True] if rnd % 2 == 0 else [True, False]
-                    for proxied in order:
-                        r = self.measure(cell, proxied)
+                    order = targets if rnd % 2 == 0 else list(reversed(targets))
+                    for target in order:
+                        r = self.measure(cell, target)
                         runs[r["target"]].append(r)
                         print(f"  {cell['name']:<24} {r['target']:<8} round {rnd + 1}: "
                               f"{r['requests_per_s']:9.1f} req/s {r['tokens_per_s']:9.0f} tok/s "
                               f"errors {r['errors']}  (load {r['loadavg_after'][0]:.1f})", flush=True)
-                results.append({"cell": cell, "runs": runs, "summary": summarize(cell, runs)})
+                entry = {"cell": cell, "runs": {"direct": runs["direct"], "proxied": runs["proxied"]},
+                         "summary": summarize(cell, {"direct": runs["direct"], "proxied": runs["proxied"]})}
+                if self.args.baseline_binary:
+                    entry["baseline_runs"] = runs["baseline"]
+                    entry["baseline_summary"] = summarize(cell, {"direct": runs["direct"],
+                                                                 "proxied": runs["baseline"]})
+                results.append(entry)
         finally:
             self.stop(self.devtee)
             for p in self.procs:
@@ -390,6 +400,7 @@ class Bench:
             "params": {"duration_s": self.args.duration, "warmup_s": self.args.warmup, "rounds": self.args.rounds,
                        "nice": self.args.nice,
                        "proxy_log_level": self.args.proxy_log_level},
+            "baseline_binary": self.args.baseline_binary,
             "cells": results,
             "targets": check_targets(results),
             "micro": micro,
@@ -614,6 +625,9 @@ def main() -> int:
     ap.add_argument("--micro-time", default="0.2", help="--benchmark_min_time for micro_bench (seconds)")
     ap.add_argument("--proxy-log-level", default="info", help="the proxy's --log-level (default: its default)")
     ap.add_argument("--proxy-threads", type=int, default=0, help="proxy --threads when not pinned (0: its default)")
+    ap.add_argument("--baseline-binary", default=None,
+                    help="also measure this private-inference binary (e.g. the previous commit's) in every round, "
+                         "interleaved with the others, and print this build against it (before/after in one run)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"), help="JSON results")
     ap.add_argument("--write-docs", action="store_true",
                     help="also put the table into docs/performance.md (between its bench:latest markers)")
@@ -637,6 +651,8 @@ def main() -> int:
     else:
         out = Bench(args).run()
     table = render(out)
+    if out.get("baseline_binary"):
+        table += "\n\n" + render_baseline(out)
     print()
     print(table)
     out_path = Path(args.out)
@@ -650,6 +666,30 @@ def main() -> int:
     if args.write_docs:
         write_docs(table)
     return 0
+
+
+def render_baseline(out: dict) -> str:
+    """This build against --baseline-binary, cell by cell, each measured against the same direct runs."""
+    keys = [("tokens_per_s", "tok/s ratio", 1), ("ttft_ms_p99", "TTFT p99 +ms", 0),
+            ("proxy_cpu_ms_per_1000_tokens", "CPU ms/1k tok", 0), ("proxy_peak_rss_mb", "peak RSS MB", 0)]
+    lines = [f"before/after: this build vs {out['baseline_binary']} (same rounds, interleaved)",
+             f"{'cell':<30}" + "".join(f"{label + ' new':>20}{label + ' old':>20}" for _, label, _ in keys)]
+
+    def val(summary: dict, key: str, ratio: bool):
+        if ratio:
+            return summary.get("ratio", {}).get(key)
+        if key.endswith("_p99"):
+            return summary.get("added_ms", {}).get(key)
+        return summary.get("proxied", {}).get(key)
+
+    for c in out["cells"]:
+        if "baseline_summary" not in c:
+            continue
+        row = f"{c['cell']['name']:<30}"
+        for key, _, ratio in keys:
+            row += f"{fmt(val(c['summary'], key, bool(ratio))):>20}{fmt(val(c['baseline_summary'], key, bool(ratio))):>20}"
+        lines.append(row)
+    return "\n".join(lines)
 
 
 def write_docs(table: str) -> None:
