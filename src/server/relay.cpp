@@ -6,8 +6,8 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/json/parse.hpp>
 
+#include "protocol/json_check.hpp"
 #include "server/error.hpp"
 #include "server/response_signer.hpp"
 #include "server/routes.hpp"
@@ -306,13 +306,12 @@ std::optional<HttpError> refuse_before_forwarding(const Call& call) {
         "yet; send the request without them",
         "e2ee_unsupported");
   if (call.route.handling == Handling::ForwardSigned) {
-    // Malformed JSON is answered here, in the OpenAI envelope, rather than by the engine.
-    // (Parsed only to validate; the bytes forwarded are the bytes received.)
-    boost::system::error_code jec;
-    auto v = boost::json::parse(req.body(), jec);
-    if (jec || !v.is_object())
-      return HttpError::bad_request(jec ? "The request body is not valid JSON: " + jec.message()
-                                        : std::string("The request body must be a JSON object"),
+    // Malformed JSON is answered here, in the OpenAI envelope, rather than by the engine. Validated
+    // without building a document and without a depth limit (structured-output schemas nest deep);
+    // the bytes forwarded are the bytes received.
+    if (auto e = protocol::check_json_object(req.body()))
+      return HttpError::bad_request("The request body is not valid JSON: " + e->message + " at byte " +
+                                        std::to_string(e->offset),
                                     "invalid_json");
   }
   return std::nullopt;
