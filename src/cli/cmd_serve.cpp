@@ -9,8 +9,8 @@
 #include "cli/commands.hpp"
 #include "server/proxy.hpp"
 #include "server/routes.hpp"
-#include "tee/gpu_evidence.hpp"
 #include "tee/dstack_client.hpp"
+#include "tee/gpu_evidence.hpp"
 
 namespace pi::cli {
 
@@ -29,6 +29,7 @@ struct ServeFlags {
   long connect_timeout = 10;
   long backend_timeout = 600;
   long client_timeout = 60;
+  double shutdown_grace = 30;
   unsigned threads = 0;
   std::vector<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
   std::size_t max_attestations = 16;
@@ -82,6 +83,11 @@ Runner register_serve(CLI::App& app) {
   sub->add_option("--backend-timeout", f->backend_timeout, "Seconds the backend may stay silent mid-response")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_option("--shutdown-grace", f->shutdown_grace,
+                  "Seconds requests in flight may take to finish after SIGTERM/SIGINT (new connections are refused)")
+      ->envname("PI_SHUTDOWN_GRACE")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   sub->add_option("--client-timeout", f->client_timeout, "Seconds to read a request / write to a stalled client")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -122,6 +128,7 @@ Runner register_serve(CLI::App& app) {
     cfg.connect_timeout = std::chrono::seconds(f->connect_timeout);
     cfg.backend_timeout = std::chrono::seconds(f->backend_timeout);
     cfg.client_timeout = std::chrono::seconds(f->client_timeout);
+    cfg.shutdown_grace = std::chrono::milliseconds(static_cast<long long>(f->shutdown_grace * 1000));
     cfg.threads = f->threads;
     cfg.public_endpoints = {f->public_endpoints.begin(), f->public_endpoints.end()};
     cfg.max_concurrent_attestations = f->max_attestations;

@@ -1,7 +1,7 @@
 // GET /v1/attestation/report (and /v1/attestation): a TDX quote whose report_data binds a signing
 // key to the caller's nonce, the event log and Info, and GPU evidence over the same nonce.
-#include <boost/json.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/json.hpp>
 
 #include "crypto/random.hpp"
 #include "server/error.hpp"
@@ -39,8 +39,8 @@ AttestationQuery parse_query(std::string_view query, const protocol::SigningIden
   if (auto a = query_param(query, "signing_algo"); a && !a->empty()) {
     algo = protocol::parse_signing_algo(*a);
     if (!algo)
-      throw HttpErrorException(HttpError::bad_request("signing_algo must be 'ecdsa' or 'ed25519'",
-                                                      "invalid_signing_algo", "signing_algo"));
+      throw HttpErrorException(
+          HttpError::bad_request("signing_algo must be 'ecdsa' or 'ed25519'", "invalid_signing_algo", "signing_algo"));
   }
   if (auto addr = query_param(query, "signing_address"); addr && !addr->empty()) {
     std::optional<protocol::SigningAlgo> match;
@@ -127,8 +127,8 @@ awaitable<Response> handle_attestation(Call& call) {
   auto slot = AttestationSlot::take(svc.attestations_inflight, svc.cfg.max_concurrent_attestations);
   if (!slot) {
     svc.metrics.attestation_rejected_busy++;
-    co_return HttpError::too_many_requests("Too many attestation requests in flight; retry shortly",
-                                           "attestation_busy", 1)
+    co_return HttpError::too_many_requests("Too many attestation requests in flight; retry shortly", "attestation_busy",
+                                           1)
         .render(keep);
   }
 

@@ -41,6 +41,8 @@ struct ServerConfig {
   unsigned threads = 0;                       // 0: hardware concurrency
   std::set<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
   std::size_t max_concurrent_attestations = 16;
+  // On SIGTERM/SIGINT: stop accepting, let requests in flight finish (and be signed) this long, then exit.
+  std::chrono::milliseconds shutdown_grace{std::chrono::seconds(30)};
 };
 
 }  // namespace pi::server

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 
 #include "protocol/signing.hpp"
 #include "server/auth.hpp"
@@ -30,6 +31,8 @@ struct Services {
   std::unique_ptr<SignatureStore> store;
   Metrics metrics;
   std::atomic<std::size_t> attestations_inflight{0};
+  std::atomic<bool> draining{false};               // shutting down: finish what is in flight, take nothing new
+  std::atomic<std::int64_t> requests_inflight{0};  // from a request's head to the end of its answer
 };
 
 // One per thread: its own event loop, acceptor and engine connections (shared-nothing).
@@ -39,6 +42,8 @@ struct Worker {
   net::io_context ioc{1};
   std::optional<tcp::acceptor> acceptor;
   EnginePool pool;
+  // Connections waiting for their next request (this worker's thread only): closed when draining.
+  std::unordered_set<beast::tcp_stream*> idle;
 };
 
 // The client side of one connection.

@@ -62,7 +62,8 @@ awaitable<Response> handle_signature(Call& call) {
   const std::string id = decode_path_segment(call.target.path.substr(call.route.path.size()));
   const auto algo = protocol::parse_signing_algo(query_param(call.target.query, "signing_algo").value_or("ecdsa"));
   if (!algo)
-    co_return HttpError::bad_request("signing_algo must be 'ecdsa' or 'ed25519'", "invalid_signing_algo", "signing_algo")
+    co_return HttpError::bad_request("signing_algo must be 'ecdsa' or 'ed25519'", "invalid_signing_algo",
+                                     "signing_algo")
         .render(call.keep_alive());
   auto rec = id.empty() ? std::nullopt : svc.store->get(record_key(call.owner, id));
   if (!rec)

@@ -5,9 +5,10 @@
 
 namespace pi::server {
 
-awaitable<Response> handle_version(Call& call);     // GET /version
-awaitable<Response> handle_metrics(Call& call);     // GET /metrics (the proxy's, then the engine's)
-awaitable<Response> handle_signature(Call& call);   // GET /v1/signature/{id}?signing_algo=
-awaitable<Response> handle_attestation(Call& call); // GET /v1/attestation[/report]?nonce=&signing_algo=&signing_address=
+awaitable<Response> handle_version(Call& call);    // GET /version
+awaitable<Response> handle_metrics(Call& call);    // GET /metrics (the proxy's, then the engine's)
+awaitable<Response> handle_signature(Call& call);  // GET /v1/signature/{id}?signing_algo=
+awaitable<Response> handle_attestation(
+    Call& call);  // GET /v1/attestation[/report]?nonce=&signing_algo=&signing_address=
 
 }  // namespace pi::server

@@ -50,9 +50,7 @@ std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) 
   for (std::size_t r = 0; r < labels.size(); ++r)
     for (std::size_t c = 0; c < 6; ++c) {
       auto v = responses[r][c].load();
-      if (v)
-        out += fmt::format("pi_http_responses_total{{route=\"{}\",status=\"{}\"}} {}\n",
-                           labels[r], kClass[c], v);
+      if (v) out += fmt::format("pi_http_responses_total{{route=\"{}\",status=\"{}\"}} {}\n", labels[r], kClass[c], v);
     }
   out += "# HELP pi_http_request_duration_seconds Time from request read to response fully sent.\n";
   out += "# TYPE pi_http_request_duration_seconds histogram\n";

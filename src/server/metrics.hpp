@@ -3,8 +3,8 @@
 // fixed-bucket histograms; rendering takes a snapshot.
 #include <array>
 #include <atomic>
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>

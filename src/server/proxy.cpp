@@ -10,7 +10,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <thread>
 #include <vector>
 
@@ -26,14 +28,31 @@ Services::Services(ServerConfig c, protocol::SigningIdentity id, TeeContext t)
 struct ProxyServer::Impl {
   Impl(ServerConfig c, protocol::SigningIdentity id, TeeContext t, std::unique_ptr<SignatureStore> s)
       : svc(std::move(c), std::move(id), std::move(t)) {
-    svc.store = s ? std::move(s)
-                  : std::make_unique<MemorySignatureStore>(svc.cfg.signature_capacity, svc.cfg.signature_ttl);
+    svc.store =
+        s ? std::move(s) : std::make_unique<MemorySignatureStore>(svc.cfg.signature_capacity, svc.cfg.signature_ttl);
   }
 
   Services svc;
   std::vector<tcp::endpoint> engine_endpoints;
   std::vector<std::unique_ptr<Worker>> workers;
   unsigned short port = 0;
+
+  // Runs on worker 0: waits until no request is in flight or the grace period is over, then stops.
+  awaitable<void> drain_watch(ProxyServer& server) {
+    const auto deadline = Clock::now() + svc.cfg.shutdown_grace;
+    net::steady_timer t(workers[0]->ioc);
+    while (svc.requests_inflight.load() > 0 && Clock::now() < deadline) {
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(kTuple);
+    }
+    const auto left = svc.requests_inflight.load();
+    if (left > 0)
+      spdlog::warn("shutdown grace ({} ms) over: {} request(s) still in flight are cut", svc.cfg.shutdown_grace.count(),
+                   left);
+    else
+      spdlog::info("drained: every request in flight finished");
+    server.stop();
+  }
 
   static awaitable<void> accept_loop(Worker& w) {
     for (;;) {
@@ -98,10 +117,10 @@ void ProxyServer::run(bool handle_signals) {
   if (handle_signals) {
     signals.emplace(im.workers[0]->ioc, SIGINT, SIGTERM);
     signals->async_wait([this](const boost::system::error_code& ec, int sig) {
-      if (!ec) {
-        spdlog::info("signal {} received: shutting down", sig);
-        stop();
-      }
+      if (ec) return;
+      spdlog::info("signal {} received: draining (up to {} ms) before exit", sig,
+                   impl_->svc.cfg.shutdown_grace.count());
+      drain();
     });
   }
   for (auto& w : im.workers) net::co_spawn(w->ioc, Impl::accept_loop(*w), net::detached);
@@ -115,6 +134,20 @@ void ProxyServer::run(bool handle_signals) {
   // (and the coroutines parked on them) are destroyed.
   if (im.svc.tee.gpu) im.svc.tee.gpu->shutdown();
 }
+
+void ProxyServer::drain() {
+  auto& im = *impl_;
+  if (im.workers.empty() || im.svc.draining.exchange(true)) return;
+  for (auto& w : im.workers)
+    net::post(w->ioc, [&w = *w] {
+      beast::error_code ignored;
+      if (w.acceptor) w.acceptor->close(ignored);
+      for (auto* s : w.idle) s->socket().cancel(ignored);  // their sessions see the drain and end
+    });
+  net::co_spawn(im.workers[0]->ioc, im.drain_watch(*this), net::detached);
+}
+
+SignatureStore& ProxyServer::store() { return *impl_->svc.store; }
 
 void ProxyServer::stop() {
   for (auto& w : impl_->workers) w->ioc.stop();

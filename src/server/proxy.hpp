@@ -37,9 +37,17 @@ class ProxyServer {
 
   // Binds the listening sockets (throws on failure) and returns the bound port.
   unsigned short bind();
-  // Serves until stop() or SIGINT/SIGTERM (when handle_signals). Blocking; call bind() first.
+  // Serves until stop(), or until a drain ends (SIGINT/SIGTERM when handle_signals, or drain()).
+  // Blocking; call bind() first.
   void run(bool handle_signals = true);
+  // Graceful: stop accepting, close idle connections, let requests in flight finish (streams are
+  // completed and signed) for up to cfg.shutdown_grace, then stop. Thread-safe; returns at once.
+  void drain();
+  // Immediate: stops the event loops now (requests in flight are cut).
   void stop();
+
+  // The store this server signs into (still readable after run() has returned).
+  SignatureStore& store();
 
  private:
   struct Impl;

@@ -34,9 +34,9 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
     if (kv.substr(0, eq) == key) {
       auto v = decode(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1), true);
       if (!v)
-        throw HttpErrorException(HttpError::bad_request("Query parameter '" + std::string(key) +
-                                                            "' has an invalid percent-encoding",
-                                                        "invalid_query", std::string(key)));
+        throw HttpErrorException(
+            HttpError::bad_request("Query parameter '" + std::string(key) + "' has an invalid percent-encoding",
+                                   "invalid_query", std::string(key)));
       return v;
     }
     if (amp == std::string_view::npos) break;

@@ -65,10 +65,10 @@ struct ClientWatch {
 
 // How far the answer to the client got.
 enum class Progress {
-  Nothing,   // nothing written yet
-  Started,   // status line (and maybe part of the body) written
-  Judged,    // the stream ended and was judged (signed or not); only its last bytes may be missing
-  Finished   // the whole answer was written
+  Nothing,  // nothing written yet
+  Started,  // status line (and maybe part of the body) written
+  Judged,   // the stream ended and was judged (signed or not); only its last bytes may be missing
+  Finished  // the whole answer was written
 };
 
 struct Exchange {
@@ -119,12 +119,11 @@ awaitable<void> respond_error(Exchange& x, const HttpError& e) {
 awaitable<void> engine_failure(Exchange& x, beast::error_code ec) {
   if (ec == beast::error::timeout) {
     x.svc().metrics.backend_timeouts++;
-    co_await respond_error(x, HttpError::gateway_timeout("The inference backend did not answer in time",
-                                                         "backend_timeout"));
+    co_await respond_error(
+        x, HttpError::gateway_timeout("The inference backend did not answer in time", "backend_timeout"));
   } else {
     x.svc().metrics.backend_connect_errors++;
-    co_await respond_error(x, HttpError::bad_gateway("The inference backend failed: " + ec.message(),
-                                                     "backend_error"));
+    co_await respond_error(x, HttpError::bad_gateway("The inference backend failed: " + ec.message(), "backend_error"));
   }
 }
 
@@ -186,6 +185,10 @@ awaitable<void> relay_stream(Exchange& x, EngineConn& conn, beast::flat_buffer& 
   x.watch.engine = nullptr;
   x.bytes_out = r.bytes;
   if (r.client_gone) x.watch.gone = true;
+  // A close-delimited stream (no chunking, no length) ends with the engine closing: a cut and a
+  // clean end look the same, so only the stream's own completion event makes it complete.
+  const bool close_delimited = !head.chunked() && !head.content_length();
+  if (close_delimited && signer != nullptr && !signer->stream_completed()) r.engine_failed = true;
   if (x.watch.gone || r.engine_failed) {
     // No signature: the stream is incomplete. Abort the client connection so the client sees a
     // broken stream rather than a clean end.
@@ -251,8 +254,8 @@ awaitable<void> exchange(Exchange& x) {
       x.watch.engine = nullptr;
       if (x.watch.gone) break;
       if (conn->reused && attempt == 0 && buf.size() == 0 &&
-          (hec == http::error::end_of_stream || hec == net::error::connection_reset ||
-           hec == net::error::broken_pipe || hec == net::error::eof))
+          (hec == http::error::end_of_stream || hec == net::error::connection_reset || hec == net::error::broken_pipe ||
+           hec == net::error::eof))
         continue;
       co_await engine_failure(x, hec);
       break;
@@ -310,9 +313,9 @@ std::optional<HttpError> refuse_before_forwarding(const Call& call) {
     // without building a document and without a depth limit (structured-output schemas nest deep);
     // the bytes forwarded are the bytes received.
     if (auto e = protocol::check_json_object(req.body()))
-      return HttpError::bad_request("The request body is not valid JSON: " + e->message + " at byte " +
-                                        std::to_string(e->offset),
-                                    "invalid_json");
+      return HttpError::bad_request(
+          "The request body is not valid JSON: " + e->message + " at byte " + std::to_string(e->offset),
+          "invalid_json");
   }
   return std::nullopt;
 }
@@ -343,7 +346,8 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 
 awaitable<bool> relay(Call& call) {
   auto& svc = call.svc();
-  if (auto refusal = refuse_before_forwarding(call)) co_return co_await send_response(call, refusal->render(call.keep_alive()));
+  if (auto refusal = refuse_before_forwarding(call))
+    co_return co_await send_response(call, refusal->render(call.keep_alive()));
   Exchange x(call);
   if (call.route.handling == Handling::ForwardSigned) {
     x.signer = ResponseSigner::begin(*svc.store, svc.identity, call.owner, call.req.body());
@@ -375,8 +379,7 @@ awaitable<bool> relay(Call& call) {
       svc.metrics.client_disconnects++;
       svc.metrics.count_response(call.route.metric, 0);
     }
-    spdlog::info("{} {} client disconnected; backend request cancelled ({} bytes relayed)", method, route,
-                 x.bytes_out);
+    spdlog::info("{} {} client disconnected; backend request cancelled ({} bytes relayed)", method, route, x.bytes_out);
     co_return false;
   }
   if (!x.watch.pipelined.empty()) {

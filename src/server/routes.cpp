@@ -51,9 +51,7 @@ const Table& table() {
   return t;
 }
 
-bool matches(const RouteSpec& r, std::string_view path) {
-  return r.prefix ? path.starts_with(r.path) : path == r.path;
-}
+bool matches(const RouteSpec& r, std::string_view path) { return r.prefix ? path.starts_with(r.path) : path == r.path; }
 
 }  // namespace
 

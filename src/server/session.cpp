@@ -4,6 +4,7 @@
 
 #include <array>
 #include <boost/asio/write.hpp>
+#include <boost/range/iterator_range.hpp>
 
 #include "server/error.hpp"
 #include "server/relay.hpp"
@@ -19,6 +20,23 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 bool is_malformed(const beast::error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_target).category() &&
          ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
+// RFC 9112 §6.3: a request whose final transfer coding is not chunked cannot be framed, and any
+// coding but chunked would reach the engine as bytes it cannot read. Only `chunked` alone is
+// accepted; Beast itself refuses Transfer-Encoding together with Content-Length.
+bool acceptable_transfer_encoding(const http::request_parser<http::string_body>::value_type& head) {
+  std::size_t codings = 0;
+  bool only_chunked = true;
+  auto [first, last] = head.equal_range(http::field::transfer_encoding);
+  for (const auto& f : boost::make_iterator_range(first, last)) {
+    for (auto token : http::token_list(f.value())) {
+      ++codings;
+      only_chunked = only_chunked && iequals(token, "chunked");
+    }
+    if (f.value().find_first_not_of(" \t,") == std::string_view::npos) only_chunked = false;  // empty value
+  }
+  return codings == 0 ? head.count(http::field::transfer_encoding) == 0 : only_chunked && codings == 1;
 }
 
 // The caller's record namespace, or nullopt when the route needs a token and none valid was given.
@@ -57,6 +75,15 @@ awaitable<void> lingering_close(ClientConn& c) {
   c.stream.expires_never();
 }
 
+// Counts a request from its head to the end of its answer (graceful shutdown waits for zero).
+struct InFlight {
+  explicit InFlight(std::atomic<std::int64_t>& c) : n(c) { n++; }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  ~InFlight() { n--; }
+  std::atomic<std::int64_t>& n;
+};
+
 awaitable<bool> dispatch(Call& call) {
   if (call.route.handling != Handling::Local) co_return co_await relay(call);
   Response res = co_await call.route.handler(call);
@@ -76,12 +103,16 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
   ClientConn c(std::move(socket));
   bool linger = false;  // close with a lingering drain: the client may still be sending
   for (;;) {
+    if (w.svc.draining) break;
     http::request_parser<http::string_body> parser;
     parser.header_limit(64 * 1024);
     parser.body_limit(cfg.max_body_bytes);
     c.stream.expires_after(cfg.client_timeout);
+    w.idle.insert(&c.stream);
     auto [hec, hn] = co_await http::async_read_header(c.stream, c.buffer, parser, kTuple);
+    w.idle.erase(&c.stream);
     const auto t0 = Clock::now();
+    InFlight in_flight(w.svc.requests_inflight);
     if (hec) {
       std::optional<HttpError> e;
       if (hec == http::error::body_limit)  // Beast checks a declared Content-Length while reading the head
@@ -95,8 +126,16 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
       break;
     }
 
-    // Route and token from the head alone: a request that will be refused never has its body read.
     auto& head = parser.get();
+    if (!acceptable_transfer_encoding(head)) {
+      auto e = HttpError::bad_request("Unsupported Transfer-Encoding: only 'chunked' is accepted",
+                                      "unsupported_transfer_encoding");
+      co_await write_counted(w, c, e.render(false), other_metric(), t0);
+      linger = true;
+      break;
+    }
+
+    // Route and token from the head alone: a request that will be refused never has its body read.
     auto match = match_route(split_target(head.target()).path, head.method());
     std::optional<HttpError> refusal = std::move(match.error);
     std::string owner;
@@ -156,7 +195,7 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
       const bool internal = failure->status == http::status::internal_server_error;
       reusable = co_await send_response(call, failure->render(keep && !internal)) && !internal;
     }
-    if (!reusable || !keep) break;
+    if (!reusable || !keep || w.svc.draining) break;
   }
   beast::error_code ignored;
   if (linger && c.stream.socket().is_open()) co_await lingering_close(c);

@@ -38,8 +38,8 @@ struct StopWatchdog {
 };
 
 awaitable<void> pump(tcp::socket& client, tcp::socket& engine, beast::flat_buffer& buf,
-                     http::response_parser<http::buffer_body>& parser, ResponseSigner* signer,
-                     const ServerConfig& cfg, StreamState& st) {
+                     http::response_parser<http::buffer_body>& parser, ResponseSigner* signer, const ServerConfig& cfg,
+                     StreamState& st) {
   co_await net::this_coro::throw_if_cancelled(false);
   StopWatchdog stop(st);
   auto& r = st.result;

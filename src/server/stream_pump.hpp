@@ -11,11 +11,11 @@
 namespace pi::server {
 
 struct PumpResult {
-  bool client_gone = false;     // a write to the client failed (or timed out)
-  bool engine_failed = false;   // the engine's stream broke (error, close before its end, timeout)
+  bool client_gone = false;    // a write to the client failed (or timed out)
+  bool engine_failed = false;  // the engine's stream broke (error, close before its end, timeout)
   bool engine_timed_out = false;
-  std::string held;             // bytes from the completing chunk on: written only after signing
-  std::size_t bytes = 0;        // body bytes relayed or held
+  std::string held;       // bytes from the completing chunk on: written only after signing
+  std::size_t bytes = 0;  // body bytes relayed or held
 };
 
 // `signer` may be null (an unsigned route): bytes are then relayed without inspection.

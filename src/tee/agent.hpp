@@ -25,6 +25,7 @@ class TeeAgent {
 };
 
 // dstack's guest agent at `ep`; Info is fetched once and cached (it does not change while the VM runs).
-std::shared_ptr<TeeAgent> make_dstack_agent(DstackEndpoint ep, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+std::shared_ptr<TeeAgent> make_dstack_agent(DstackEndpoint ep,
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace pi::tee

@@ -64,6 +64,8 @@ struct Answer {
   std::string body;           // Kind::Reply
   std::vector<Piece> pieces;  // Kind::Stream
   End end = End::Clean;
+  // Kind::Stream: no chunking and no length — the body ends when the engine closes (HTTP/1.0 style).
+  bool close_delimited = false;
 
   static Answer json(std::string body, unsigned status = 200) {
     Answer a;
@@ -229,6 +231,25 @@ class FakeEngine {
       res.set(http::field::content_type, a.content_type);
       res.set(http::field::cache_control, "no-cache");
       for (const auto& [k, v] : a.headers) res.insert(k, v);
+      if (a.close_delimited) {
+        // Status line and headers by hand: Beast would add a length or chunking.
+        std::string head = "HTTP/1.1 " + std::to_string(a.status) + " OK\r\nContent-Type: " + a.content_type +
+                           "\r\nConnection: close\r\n\r\n";
+        auto [hec, hn] = co_await boost::asio::async_write(s, boost::asio::buffer(head), kTuple);
+        boost::asio::steady_timer timer(s.get_executor());
+        for (const auto& p : a.pieces) {
+          if (hec) break;
+          timer.expires_after(p.delay);
+          co_await timer.async_wait(kTuple);
+          auto [wec, wn] = co_await boost::asio::async_write(s, boost::asio::buffer(p.bytes), kTuple);
+          hec = wec;
+        }
+        boost::system::error_code ignored;
+        s.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        s.socket().close(ignored);
+        note([&] { ++completed_streams_; });
+        co_return;
+      }
       res.chunked(true);
       res.keep_alive(req.keep_alive());
       http::response_serializer<http::empty_body> sr{res};

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -15,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "protocol/signing.hpp"
 #include "server/config.hpp"
 #include "server/proxy.hpp"
+#include "server/response_signer.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -906,6 +909,165 @@ TEST_F(Proxy, AttestationWithoutTeeIs503AndQueryErrorsComeFirst) {
   expect_error(res, 404, "signing_address_not_found");
   res = get("/v1/attestation/report?signing_address=" + identity.signing_address(pi::protocol::SigningAlgo::Ed25519));
   expect_error(res, 503, "tee_unavailable");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hardening (issue: Hardening): refusals before the body, framing, JSON depth, cut close-delimited streams,
+// graceful drain.
+
+TEST_F(Proxy, UnauthenticatedBodyIsNeverReadOrForwarded) {
+  start([](auto& c) { c.tokens = {"tok-a"}; });
+  Client c(port);
+  // The head announces 1 MB, no body byte follows: the 401 must come from the head alone.
+  ASSERT_FALSE(
+      c.write_raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 1000000\r\n\r\n"));
+  Response res;
+  ASSERT_FALSE(c.read(res, 2s));
+  expect_error(res, 401, "invalid_api_key");
+  EXPECT_FALSE(res.keep_alive()) << "a body is still on its way: the connection ends";
+  EXPECT_EQ(engine.request_count(), 0u);
+}
+
+TEST_F(Proxy, ExpectContinueIsAnsweredOnlyAfterTheTokenIsChecked) {
+  start([](auto& c) { c.tokens = {"tok-a"}; });
+  Client c(port);
+  ASSERT_FALSE(
+      c.write_raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+                  "Expect: 100-continue\r\nContent-Length: 10\r\n\r\n"));
+  Response res;
+  ASSERT_FALSE(c.read(res, 2s));
+  expect_error(res, 401, "invalid_api_key");  // not "100 Continue" first
+}
+
+TEST_F(Proxy, TransferCodingsOtherThanChunkedAre400AndNeverDesync) {
+  start();
+  for (std::string te : {"gzip", "identity", "foo", "chunked, gzip", "gzip, chunked", "chunked, chunked", ""}) {
+    Client c(port);
+    const std::string body = R"({"model":"m"})";
+    // What follows the head would be a second request if the body were taken as empty.
+    ASSERT_FALSE(c.write_raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te +
+                             "\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\n\r\n"));
+    Response res;
+    ASSERT_FALSE(c.read(res, 2s)) << te;
+    if (te == "chunked, chunked") {
+      EXPECT_EQ(res.result_int(), 400u) << te;  // Beast refuses it itself
+    } else {
+      expect_error(res, 400, "unsupported_transfer_encoding");
+    }
+    EXPECT_FALSE(res.keep_alive()) << te;
+    Response second;
+    EXPECT_TRUE(c.read(second, 1s)) << "a second response to one request (" << te << "): " << second.body();
+  }
+  EXPECT_EQ(engine.request_count(), 0u);
+}
+
+TEST_F(Proxy, DeeplyNestedValidJsonIsForwarded) {
+  start();
+  std::string schema = "{}";
+  for (int i = 0; i < 2000; ++i) schema = R"({"type":"object","properties":{"x":)" + schema + "}}";
+  const std::string body = R"({"model":"m","response_format":{"type":"json_schema","json_schema":)" + schema + "}}";
+  auto res = chat(body);
+  EXPECT_EQ(res.result_int(), 200u) << res.body();
+  ASSERT_EQ(engine.request_count(), 1u);
+  EXPECT_EQ(engine.requests()[0].body, body);
+  expect_error(chat(std::string(100000, '[') + std::string(99999, ']')), 400, "invalid_json");
+}
+
+TEST_F(Proxy, CutCloseDelimitedStreamReachesTheClientBroken) {
+  Answer a = Answer::sse({{0ms, sse_event("chatcmpl-cd", "partial")}});
+  a.close_delimited = true;
+  engine.answer(a);
+  start();
+  Client c(port);
+  ASSERT_FALSE(c.write(make_request(http::verb::post, "/v1/chat/completions", R"({"stream":true})")));
+  Response res;
+  auto ec = c.read(res);
+  EXPECT_TRUE(ec) << "a cut close-delimited stream must not end cleanly";
+  EXPECT_NE(ec, net::error::would_block);
+  expect_unsigned("chatcmpl-cd");
+}
+
+TEST_F(Proxy, CompleteCloseDelimitedStreamEndsCleanlyAndIsSigned) {
+  const std::string stream = sse_event("chatcmpl-cd2", "all") + std::string(kDone);
+  Answer a = Answer::sse({{0ms, stream}});
+  a.close_delimited = true;
+  engine.answer(a);
+  start();
+  const std::string body = R"({"stream":true})";
+  auto res = chat(body);
+  ASSERT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res.body(), stream);
+  expect_signed("chatcmpl-cd2", body, stream);
+}
+
+TEST_F(Proxy, DrainLetsFiftyStreamsFinishAndBeSigned) {
+  std::atomic<int> n{0};
+  engine.script([&n](const pi::testsupport::EngineRequest&) {
+    const std::string id = "chatcmpl-drain-" + std::to_string(n++);
+    return Answer::sse({{0ms, sse_event(id, "a")},
+                        {150ms, sse_event(id, "b")},
+                        {150ms, sse_event(id, "c")},
+                        {100ms, std::string(kDone)}});
+  });
+  start([](auto& c) { c.shutdown_grace = 10s; });
+  constexpr int kStreams = 50;
+  std::vector<std::string> bodies(kStreams);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kStreams; ++i)
+    clients.emplace_back([&, i] {
+      try {
+        bodies[i] =
+            Client(port).request(make_request(http::verb::post, "/v1/chat/completions", R"({"stream":true})")).body();
+      } catch (const std::exception& e) {
+        bodies[i] = std::string("FAILED: ") + e.what();
+      }
+    });
+  ASSERT_TRUE(engine.wait_for_requests(kStreams));
+  const auto t0 = std::chrono::steady_clock::now();
+  proxy->drain();
+  std::this_thread::sleep_for(100ms);  // the workers close their acceptors on their own threads
+  EXPECT_THROW(Client(port).request(make_request(http::verb::get, "/version")), std::runtime_error)
+      << "new connections are refused while draining";
+  for (auto& t : clients) t.join();
+  thread.join();  // run() returns once the last stream is done
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  std::set<std::string> ids;
+  for (const auto& b : bodies) {
+    ASSERT_NE(b.find("[DONE]"), std::string::npos) << b;
+    const auto p = b.find("chatcmpl-drain-");
+    ASSERT_NE(p, std::string::npos);
+    const std::string id = b.substr(p, b.find('"', p) - p);
+    ids.insert(id);
+    auto rec = proxy->store().get(pi::server::record_key("", id));
+    ASSERT_TRUE(rec) << id << " was not signed";
+    EXPECT_EQ(rec->text(), hex_sha256(R"({"stream":true})") + ":" + hex_sha256(b));
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kStreams));
+  proxy.reset();
+}
+
+TEST_F(Proxy, DrainCutsWhatOutlastsTheGracePeriod) {
+  engine.answer(Answer::sse({{0ms, sse_event("chatcmpl-long", "a")}}, Answer::End::Hold));
+  start([](auto& c) { c.shutdown_grace = 300ms; });
+  Client c(port);
+  ASSERT_FALSE(c.write(make_request(http::verb::post, "/v1/chat/completions", R"({"stream":true})")));
+  http::response_parser<http::string_body> p;
+  ASSERT_FALSE(c.read_header(p));
+  const auto t0 = std::chrono::steady_clock::now();
+  proxy->drain();
+  thread.join();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 250ms);
+  EXPECT_LT(took, 3s);
+  proxy.reset();
+}
+
+TEST_F(Proxy, BadPercentEncodingIs400) {
+  start();
+  expect_error(get("/v1/signature/abc%zz"), 400, "invalid_path");
+  expect_error(get("/v1/signature/abc?signing_algo=ecdsa%4"), 400, "invalid_query");
+  expect_error(get("/v1/attestation/report?nonce=%g0"), 400, "invalid_query");
 }
 
 // Through the in-process dev-tee (the simulated dstack agent): the quote binds the signing address and the nonce.

@@ -51,7 +51,7 @@ TEST(SignatureStore, FullStoreRefusesInsteadOfEvictingLiveRecords) {
     auto held = s.reserve();  // held by an in-flight request
     ASSERT_TRUE(held);
     EXPECT_FALSE(s.reserve());  // 1 live + 1 reserved = capacity
-  }  // the request ends unsigned: its slot comes back
+  }                             // the request ends unsigned: its slot comes back
   auto r = s.reserve();
   ASSERT_TRUE(r);
   ASSERT_TRUE(r->commit("b", rec(2)));
