@@ -328,8 +328,8 @@ Bytes ecdsa_sign_raw(Curve c, const EVP_PKEY& key, ByteView msg) {
 }
 
 // ---------- Certificate chains ----------
-ChainResult verify_chain(X509* leaf, const std::vector<X509*>& untrusted, const std::vector<X509*>& trusted,
-                         const ChainOptions& opts) {
+ChainResult verify_cert_chain(X509* leaf, const std::vector<X509*>& untrusted, const std::vector<X509*>& trusted,
+                              const ChainOptions& opts) {
   ChainResult res;
   auto internal = [&](std::string why) {
     res.reason = why;
@@ -376,8 +376,8 @@ ChainResult verify_chain(X509* leaf, const std::vector<X509*>& untrusted, const 
   return res;
 }
 
-ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<X509*>& trusted,
-                         const ChainOptions& opts) {
+ChainResult verify_cert_chain(const std::vector<X509Ptr>& chain, const std::vector<X509*>& trusted,
+                              const ChainOptions& opts) {
   if (chain.empty()) {
     ChainResult res;
     res.reason = res.error = "empty certificate chain";
@@ -385,7 +385,7 @@ ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<X5
   }
   std::vector<X509*> untrusted;
   for (std::size_t i = 1; i < chain.size(); ++i) untrusted.push_back(chain[i].get());
-  return verify_chain(chain[0].get(), untrusted, trusted, opts);
+  return verify_cert_chain(chain[0].get(), untrusted, trusted, opts);
 }
 
 // ---------- Building test certificates ----------

@@ -90,8 +90,9 @@ std::string public_key_to_pem(const EVP_PKEY& key);
 // ---------- Names and times ----------
 std::string common_name(const X509& cert);         // subject CN, "" when absent
 std::string issuer_common_name(const X509& cert);  // issuer CN, "" when absent
-std::string subject_oneline(const X509& cert);     // "CN=…, O=…, C=…" (most specific first, UTF-8)
-std::string time_text(const ASN1_TIME& t);         // "Jan  1 00:00:00 2030 GMT"
+// "CN=…, O=…, C=…" for the usual C, O, CN encoding: the name in reverse of its encoded order, UTF-8.
+std::string subject_oneline(const X509& cert);
+std::string time_text(const ASN1_TIME& t);  // "Jan  1 00:00:00 2030 GMT"
 
 // ---------- EC keys and raw ECDSA ----------
 // The two NIST curves the project meets, each with the hash its protocols pair it with: P-256 + SHA-256 (Intel
@@ -142,11 +143,11 @@ struct ChainResult {
 
 // Verifies `leaf` through the `untrusted` intermediates (in any order) to one of `trusted`. A self-signed
 // certificate among `untrusted` is never a trust anchor by itself. Never throws.
-ChainResult verify_chain(X509* leaf, const std::vector<X509*>& untrusted, const std::vector<X509*>& trusted,
-                         const ChainOptions& opts = {});
+ChainResult verify_cert_chain(X509* leaf, const std::vector<X509*>& untrusted, const std::vector<X509*>& trusted,
+                              const ChainOptions& opts = {});
 // `chain` leaf first, the rest untrusted.
-ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<X509*>& trusted,
-                         const ChainOptions& opts = {});
+ChainResult verify_cert_chain(const std::vector<X509Ptr>& chain, const std::vector<X509*>& trusted,
+                              const ChainOptions& opts = {});
 
 // ---------- Building test certificates (simulated PKIs only) ----------
 enum class Hash { Sha256, Sha384 };

@@ -35,7 +35,7 @@ std::string verify_chain(const std::vector<X509Ptr>& chain, X509* root, const st
   opts.check_crls = true;
   opts.crls = crls;
   opts.time = now;
-  return crypto::ossl::verify_chain(chain, {root}, opts).error;
+  return crypto::ossl::verify_cert_chain(chain, {root}, opts).error;
 }
 
 // The CRL, or nullptr when it is neither DER nor PEM.

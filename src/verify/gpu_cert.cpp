@@ -86,7 +86,7 @@ ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<st
   // Time is checked separately (check_validity) so each failure is reported by exactly one check.
   ossl::ChainOptions opts;
   opts.strict = true;
-  auto v = ossl::verify_chain(chain, trusted, opts);
+  auto v = ossl::verify_cert_chain(chain, trusted, opts);
   if (!v.ok || v.path.empty()) {
     res.detail = "chain does not verify to the NVIDIA Device Identity root: " + v.reason + " at depth " +
                  std::to_string(v.depth) + (v.failed ? " (" + cn_of(v.failed.get()) + ")" : std::string());
