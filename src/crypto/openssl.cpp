@@ -260,8 +260,10 @@ std::optional<Bytes> ec_public_raw(const EVP_PKEY& key) {
   return Bytes(buf + 1, buf + n);
 }
 
+constexpr std::size_t kMaxEcdsaWidth = 66;  // P-521, the widest curve OpenSSL has
+
 std::optional<Bytes> ecdsa_raw_to_der(ByteView rs) {
-  if (rs.empty() || rs.size() % 2 != 0 || rs.size() > 2 * 66) return std::nullopt;
+  if (rs.empty() || rs.size() % 2 != 0 || rs.size() > 2 * kMaxEcdsaWidth) return std::nullopt;
   const int w = static_cast<int>(rs.size() / 2);
   EcdsaSigPtr sig(ECDSA_SIG_new());
   BnPtr r(BN_bin2bn(rs.data(), w, nullptr));
@@ -284,7 +286,7 @@ std::optional<Bytes> ecdsa_raw_to_der(ByteView rs) {
 }
 
 std::optional<Bytes> ecdsa_der_to_raw(ByteView der, std::size_t width) {
-  if (width == 0 || width > 66 || der.size() > static_cast<std::size_t>(LONG_MAX)) return std::nullopt;
+  if (width == 0 || width > kMaxEcdsaWidth || der.size() > static_cast<std::size_t>(LONG_MAX)) return std::nullopt;
   const unsigned char* p = der.data();
   EcdsaSigPtr sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));
   if (!sig || p != der.data() + der.size()) {

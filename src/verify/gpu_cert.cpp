@@ -81,6 +81,7 @@ ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<st
     }
   }
   std::vector<X509*> trusted;
+  trusted.reserve(nvidia_roots.size() + extra_roots.size());
   for (auto& r : nvidia_roots) trusted.push_back(r.get());
   for (auto& r : extra_roots) trusted.push_back(r.get());
   // Time is checked separately (check_validity) so each failure is reported by exactly one check.
