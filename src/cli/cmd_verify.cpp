@@ -1,8 +1,4 @@
 // `private-inference verify attestation|response`: the client-side verifier (docs/verifier.md).
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
@@ -15,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "crypto/openssl.hpp"
 #include "crypto/random.hpp"
 #include "protocol/signing.hpp"
 #include "verify/attestation.hpp"
@@ -104,17 +101,11 @@ void add_common(CLI::App* sub, CommonOpts& o) {
 Bytes load_test_root(const std::string& dir) {
   std::string path = dir + "/pki/root.cert.pem";
   std::string pem = read_file(path, "--trust-simulated root");
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  X509* cert = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
-  BIO_free(bio);
-  unsigned char* der = nullptr;
-  int n = cert ? i2d_X509(cert, &der) : -1;
-  X509_free(cert);
-  ERR_clear_error();
-  if (n <= 0) throw UsageError(fmt::format("--trust-simulated: {} is not a PEM certificate", path));
-  Bytes out(der, der + n);
-  OPENSSL_free(der);
-  return out;
+  try {
+    return crypto::ossl::cert_to_der(*crypto::ossl::cert_from_pem(pem));
+  } catch (const crypto::ossl::Error&) {
+    throw UsageError(fmt::format("--trust-simulated: {} is not a PEM certificate", path));
+  }
 }
 
 // With --trust-simulated: label the result so nobody mistakes it for hardware evidence.

@@ -2,19 +2,16 @@
 
 #include <openssl/evp.h>
 
-#include <memory>
 #include <stdexcept>
 #include <utility>
 
+#include "crypto/openssl.hpp"
 #include "crypto/random.hpp"
 
 namespace pi::crypto {
 
 namespace {
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
+using MdCtx = ossl::MdCtxPtr;
 }  // namespace
 
 std::optional<Ed25519Signer> Ed25519Signer::from_seed(ByteView seed32) {
@@ -58,8 +55,7 @@ Ed25519Sig Ed25519Signer::sign(ByteView message) const {
 
 bool ed25519_verify(ByteView pubkey32, ByteView message, ByteView sig64) {
   if (pubkey32.size() != 32 || sig64.size() != 64) return false;
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
-      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, pubkey32.data(), 32), EVP_PKEY_free);
+  ossl::PkeyPtr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, pubkey32.data(), 32));
   if (!key) return false;
   MdCtx ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) return false;

@@ -1,12 +1,6 @@
 // Simulated NVML internals: configuration, test PKI (OpenSSL, ECDSA P-384), SPDM report construction, replay.
 #include <fcntl.h>
-#include <openssl/bn.h>
-#include <openssl/ec.h>
-#include <openssl/ecdsa.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/file.h>
@@ -16,11 +10,14 @@
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 #include "crypto/hash.hpp"
+#include "crypto/openssl.hpp"
+#include "crypto/random.hpp"
 #include "nvml_sim/sim.hpp"
 #include "protocol/gpu_spdm.hpp"
 
@@ -32,21 +29,9 @@ using Err = std::runtime_error;
 namespace gpu = pi::protocol::gpu;  // the report layout (shared with the collector and the verifier)
 using gpu::OpaqueType;
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using Cert = std::unique_ptr<X509, X509Free>;
-using Bio = std::unique_ptr<BIO, BioFree>;
+namespace ossl = pi::crypto::ossl;
+using Pkey = ossl::PkeyPtr;
+using Cert = ossl::X509Ptr;
 
 std::string env(const char* name, const char* def = "") {
   const char* v = std::getenv(name);
@@ -102,107 +87,18 @@ void write_file_atomic(const std::string& path, const std::string& data, mode_t 
   if (::rename(tmp.c_str(), path.c_str()) != 0) throw Err("cannot rename " + tmp + ": " + std::strerror(errno));
 }
 
-std::string openssl_err() {
-  unsigned long e = ERR_get_error();
-  char buf[256] = {};
-  if (e) ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return buf[0] ? buf : "unknown OpenSSL error";
-}
-
-std::string cert_pem(X509* x) {
-  Bio b(BIO_new(BIO_s_mem()));
-  if (!b || PEM_write_bio_X509(b.get(), x) != 1) throw Err("cannot encode certificate: " + openssl_err());
-  char* p = nullptr;
-  long n = BIO_get_mem_data(b.get(), &p);
-  return std::string(p, static_cast<std::size_t>(n));
-}
-
-std::string key_pem(EVP_PKEY* k) {
-  Bio b(BIO_new(BIO_s_mem()));
-  if (!b || PEM_write_bio_PrivateKey(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    throw Err("cannot encode key: " + openssl_err());
-  }
-  char* p = nullptr;
-  long n = BIO_get_mem_data(b.get(), &p);
-  return std::string(p, static_cast<std::size_t>(n));
-}
-
-Cert load_cert(const std::string& pem) {
-  Bio b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  Cert c(b ? PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr) : nullptr);
-  if (!c) throw Err("cannot parse certificate: " + openssl_err());
-  return c;
-}
-
-Pkey load_key(const std::string& pem) {
-  Bio b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  Pkey k(b ? PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr) : nullptr);
-  if (!k) throw Err("cannot parse private key: " + openssl_err());
-  return k;
-}
-
-Pkey gen_p384() {
-  Pkey k(EVP_EC_gen("P-384"));
-  if (!k) throw Err("cannot generate a P-384 key: " + openssl_err());
-  return k;
-}
-
-Bytes der_of(X509* x) {
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x, &der);
-  if (len <= 0) throw Err("cannot DER-encode certificate");
-  Bytes out(der, der + len);
-  OPENSSL_free(der);
-  return out;
-}
-
-void add_ext(X509* x, X509V3_CTX* ctx, int nid, const char* value) {
-  X509_EXTENSION* e = X509V3_EXT_conf_nid(nullptr, ctx, nid, value);
-  if (!e) throw Err(std::string("cannot build extension ") + value + ": " + openssl_err());
-  X509_add_ext(x, e, -1);
-  X509_EXTENSION_free(e);
-}
-
-// issuer == nullptr: self-signed root.
-Cert make_cert(EVP_PKEY* key, const std::vector<std::pair<std::string, std::string>>& subject, X509* issuer,
-               EVP_PKEY* issuer_key, bool ca, int pathlen) {
-  Cert x(X509_new());
-  if (!x) throw Err("X509_new failed");
-  X509_set_version(x.get(), 2);
-  unsigned char serial[16];
-  if (RAND_bytes(serial, sizeof serial) != 1) throw Err("RAND_bytes failed");
-  serial[0] &= 0x7f;
-  serial[0] |= 0x01;
-  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
-  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
-  BN_free(bn);
-  X509_gmtime_adj(X509_getm_notBefore(x.get()), -86400L);
-  X509_gmtime_adj(X509_getm_notAfter(x.get()), 20L * 365 * 86400);
-  X509_set_pubkey(x.get(), key);
-  X509_NAME* name = X509_get_subject_name(x.get());
-  for (const auto& [k, v] : subject) {
-    X509_NAME_add_entry_by_txt(name, k.c_str(), MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(v.c_str()), -1,
-                               -1, 0);
-  }
-  X509_set_issuer_name(x.get(), issuer ? X509_get_subject_name(issuer) : name);
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer ? issuer : x.get(), x.get(), nullptr, nullptr, 0);
-  if (ca) {
-    std::string bc = "critical,CA:TRUE" + (pathlen >= 0 ? ",pathlen:" + std::to_string(pathlen) : std::string());
-    add_ext(x.get(), &ctx, NID_basic_constraints, bc.c_str());
-    add_ext(x.get(), &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-  } else {
-    add_ext(x.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(x.get(), &ctx, NID_key_usage, "critical,digitalSignature");
-  }
-  add_ext(x.get(), &ctx, NID_subject_key_identifier, "hash");
-  add_ext(x.get(), &ctx, NID_authority_key_identifier, "keyid:always");
-  if (X509_sign(x.get(), issuer_key ? issuer_key : key, EVP_sha384()) <= 0) {
-    throw Err("cannot sign certificate: " + openssl_err());
-  }
-  return x;
+// issuer == nullptr: self-signed root. Valid from a day ago for 20 years, SHA-384 signed.
+Cert make_cert(const EVP_PKEY& key, const std::vector<std::pair<std::string, std::string>>& subject, const X509* issuer,
+               const EVP_PKEY* issuer_key, bool ca, int pathlen) {
+  ossl::CertSpec spec;
+  spec.subject = subject;
+  const std::int64_t now = std::time(nullptr);
+  spec.not_before = now - 86400;
+  spec.not_after = now + 20LL * 365 * 86400;
+  spec.ca = ca;
+  spec.path_len = pathlen;
+  spec.hash = ossl::Hash::Sha384;
+  return ossl::make_cert(spec, key, issuer, issuer_key ? *issuer_key : key);
 }
 
 struct KeyCert {
@@ -224,8 +120,8 @@ KeyCert load_or_make(const std::string& dir, const std::string& stem,
       KeyCert kc;
       kc.key_pem = read_file(kp);
       kc.cert_pem = read_file(cp);
-      kc.key = load_key(kc.key_pem);
-      kc.cert = load_cert(kc.cert_pem);
+      kc.key = ossl::private_key_from_pem(kc.key_pem);
+      kc.cert = ossl::cert_from_pem(kc.cert_pem);
       bool ok = X509_check_private_key(kc.cert.get(), kc.key.get()) == 1;
       if (issuer) ok = ok && X509_check_issued(issuer->cert.get(), kc.cert.get()) == X509_V_OK;
       ERR_clear_error();
@@ -235,11 +131,11 @@ KeyCert load_or_make(const std::string& dir, const std::string& stem,
     }
   }
   KeyCert kc;
-  kc.key = gen_p384();
-  kc.cert = make_cert(kc.key.get(), subject, issuer ? issuer->cert.get() : nullptr,
-                      issuer ? issuer->key.get() : nullptr, ca, pathlen);
-  kc.key_pem = key_pem(kc.key.get());
-  kc.cert_pem = cert_pem(kc.cert.get());
+  kc.key = ossl::generate_ec_key(ossl::Curve::P384);
+  kc.cert = make_cert(*kc.key, subject, issuer ? issuer->cert.get() : nullptr, issuer ? issuer->key.get() : nullptr, ca,
+                      pathlen);
+  kc.key_pem = ossl::private_key_to_pem(*kc.key);
+  kc.cert_pem = ossl::cert_to_pem(*kc.cert);
   write_file_atomic(kp, kc.key_pem, 0600);
   write_file_atomic(cp, kc.cert_pem, 0644);
   kc.generated = true;
@@ -398,7 +294,7 @@ std::vector<SimGpu> make_gpus(const SimConfig& cfg) {
     g.name = std::string(bw ? "NVIDIA B200" : "NVIDIA H100 80GB HBM3") + " (SIMULATED: test PKI)";
     g.cert_chain_pem = leaf.cert_pem + ica.cert_pem + root.cert_pem;
     g.leaf_key_pem = leaf.key_pem;
-    Bytes der = der_of(leaf.cert.get());
+    Bytes der = ossl::cert_to_der(*leaf.cert);
     g.uuid = uuid_from(der);
     auto fw = crypto::sha384(der);
     g.fwid.assign(fw.begin(), fw.end());
@@ -432,7 +328,7 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
     b.insert(b.end(), d.begin(), d.end());
   }
   std::uint8_t rnonce[gpu::kSpdmNonceSize];
-  if (RAND_bytes(rnonce, sizeof rnonce) != 1) throw Err("RAND_bytes failed");
+  crypto::random_fill(rnonce);
   b.insert(b.end(), rnonce, rnonce + sizeof rnonce);
 
   Bytes op;
@@ -472,27 +368,9 @@ Bytes make_report(const SimConfig& cfg, const SimGpu& gpu, const std::uint8_t no
   b.insert(b.end(), op.begin(), op.end());
 
   // Signature: ECDSA P-384 over SHA-384(request ‖ response-without-signature), as r ‖ s (48 bytes each).
-  Pkey key = load_key(gpu.leaf_key_pem);
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> md(EVP_MD_CTX_new());
-  std::size_t siglen = 0;
-  if (!md || EVP_DigestSignInit(md.get(), nullptr, EVP_sha384(), nullptr, key.get()) != 1 ||
-      EVP_DigestSign(md.get(), nullptr, &siglen, b.data(), b.size()) != 1) {
-    throw Err("cannot sign the simulated report: " + openssl_err());
-  }
-  Bytes der(siglen);
-  if (EVP_DigestSign(md.get(), der.data(), &siglen, b.data(), b.size()) != 1) {
-    throw Err("cannot sign the simulated report: " + openssl_err());
-  }
-  const unsigned char* p = der.data();
-  ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(siglen));
-  if (!sig) throw Err("cannot decode the ECDSA signature: " + openssl_err());
-  std::uint8_t rs[96];
-  const BIGNUM* r = ECDSA_SIG_get0_r(sig);
-  const BIGNUM* s = ECDSA_SIG_get0_s(sig);
-  bool ok = BN_bn2binpad(r, rs, 48) == 48 && BN_bn2binpad(s, rs + 48, 48) == 48;
-  ECDSA_SIG_free(sig);
-  if (!ok) throw Err("ECDSA signature does not fit P-384");
-  b.insert(b.end(), rs, rs + 96);
+  Pkey key = ossl::private_key_from_pem(gpu.leaf_key_pem);
+  Bytes rs = ossl::ecdsa_sign_raw(ossl::Curve::P384, *key, b);
+  b.insert(b.end(), rs.begin(), rs.end());
   return b;
 }
 

@@ -1,105 +1,58 @@
 #include "verify/dcap.hpp"
 
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cstring>
 #include <ctime>
-#include <functional>
-#include <memory>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
 #include "crypto/hash.hpp"
+#include "crypto/openssl.hpp"
 
 namespace pi::verify {
 namespace {
 
 namespace json = boost::json;
 
-// ---------- OpenSSL helpers ----------
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-struct CrlFree {
-  void operator()(X509_CRL* p) const { X509_CRL_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using CrlPtr = std::unique_ptr<X509_CRL, CrlFree>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+// ---------- OpenSSL (crypto/openssl.hpp) ----------
+using crypto::ossl::CrlPtr;
+using crypto::ossl::PkeyPtr;
+using crypto::ossl::X509Ptr;
+using crypto::ossl::Curve::P256;
 
-std::vector<X509Ptr> load_pem_chain(std::string_view pem) {
-  std::vector<X509Ptr> out;
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  if (!bio) throw std::runtime_error("out of memory");
-  while (X509* c = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) out.emplace_back(c);
-  BIO_free(bio);
-  ERR_clear_error();
-  return out;
-}
-
-X509Ptr load_der_cert(ByteView der) {
-  const unsigned char* p = der.data();
-  return X509Ptr(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-}
-
-CrlPtr load_crl(ByteView data) {
-  const unsigned char* p = data.data();
-  X509_CRL* crl = d2i_X509_CRL(nullptr, &p, static_cast<long>(data.size()));
-  if (!crl) {  // PEM as well
-    BIO* bio = BIO_new_mem_buf(data.data(), static_cast<int>(data.size()));
-    if (bio) {
-      crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr);
-      BIO_free(bio);
-    }
-  }
-  ERR_clear_error();
-  return CrlPtr(crl);
-}
-
-std::string subject_cn(X509* c) {
-  char buf[256] = {0};
-  X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, buf, sizeof(buf) - 1);
-  return buf;
-}
+std::string subject_cn(const X509* c) { return crypto::ossl::common_name(*c); }
 
 // Verifies leaf → (untrusted intermediates) → root at `now`, checking every certificate against
 // the CRLs. Returns an empty string on success, else the reason.
-std::string verify_chain(X509* leaf, const std::vector<X509Ptr>& chain, X509* root, const std::vector<X509_CRL*>& crls,
+std::string verify_chain(const std::vector<X509Ptr>& chain, X509* root, const std::vector<X509_CRL*>& crls,
                          std::int64_t now) {
-  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
-  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
-  std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(sk_X509_new_null(),
-                                                                       [](STACK_OF(X509) * s) { sk_X509_free(s); });
-  if (!store || !ctx || !untrusted) return "out of memory";
-  X509_STORE_add_cert(store.get(), root);
-  for (auto* crl : crls) X509_STORE_add_crl(store.get(), crl);
-  for (const auto& c : chain)
-    if (c.get() != leaf) sk_X509_push(untrusted.get(), c.get());
-  if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get()) != 1) return "cannot initialise X509 store";
-  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
-  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-  X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(now));
-  int rc = X509_verify_cert(ctx.get());
-  ERR_clear_error();
-  if (rc == 1) return {};
-  int err = X509_STORE_CTX_get_error(ctx.get());
-  int depth = X509_STORE_CTX_get_error_depth(ctx.get());
-  X509* bad = X509_STORE_CTX_get_current_cert(ctx.get());
-  return fmt::format("{} (at depth {}{})", X509_verify_cert_error_string(err), depth,
-                     bad ? ", certificate '" + subject_cn(bad) + "'" : std::string());
+  crypto::ossl::ChainOptions opts;
+  opts.check_crls = true;
+  opts.crls = crls;
+  opts.time = now;
+  return crypto::ossl::verify_cert_chain(chain, {root}, opts).error;
+}
+
+// The CRL, or nullptr when it is neither DER nor PEM.
+CrlPtr load_crl(ByteView data) {
+  try {
+    return crypto::ossl::crl_from_der_or_pem(data);
+  } catch (const crypto::ossl::Error&) {
+    return nullptr;
+  }
+}
+
+X509Ptr load_root(ByteView der, const char* what) {
+  try {
+    return crypto::ossl::cert_from_der(der);
+  } catch (const crypto::ossl::Error&) {
+    throw std::runtime_error(std::string(what) + " does not parse");
+  }
 }
 
 // True when some certificate of `chain` is `root` itself or is signed by it.
@@ -113,48 +66,6 @@ bool issued_under(const std::vector<X509Ptr>& chain, X509* root) {
       found = true;
   ERR_clear_error();
   return found;
-}
-
-PkeyPtr p256_key_from_raw(ByteView xy) {
-  unsigned char pub[65];
-  pub[0] = 0x04;
-  std::memcpy(pub + 1, xy.data(), 64);
-  char group[] = "prime256v1";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-                         OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub)),
-                         OSSL_PARAM_construct_end()};
-  EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
-  EVP_PKEY* key = nullptr;
-  if (pctx && EVP_PKEY_fromdata_init(pctx) == 1) EVP_PKEY_fromdata(pctx, &key, EVP_PKEY_PUBLIC_KEY, params);
-  EVP_PKEY_CTX_free(pctx);
-  ERR_clear_error();
-  return PkeyPtr(key);
-}
-
-// ECDSA-P256-SHA256 over `msg` with a raw r ‖ s signature.
-bool ecdsa_verify_raw(EVP_PKEY* key, ByteView msg, ByteView rs) {
-  if (!key || rs.size() != 64) return false;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  BIGNUM* r = BN_bin2bn(rs.data(), 32, nullptr);
-  BIGNUM* s = BN_bin2bn(rs.data() + 32, 32, nullptr);
-  if (!sig || !r || !s) {
-    ECDSA_SIG_free(sig);
-    BN_free(r);
-    BN_free(s);
-    return false;
-  }
-  ECDSA_SIG_set0(sig, r, s);
-  unsigned char* der = nullptr;
-  int der_len = i2d_ECDSA_SIG(sig, &der);
-  ECDSA_SIG_free(sig);
-  if (der_len <= 0) return false;
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  bool ok = md && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-            EVP_DigestVerify(md, der, static_cast<size_t>(der_len), msg.data(), msg.size()) == 1;
-  EVP_MD_CTX_free(md);
-  OPENSSL_free(der);
-  ERR_clear_error();
-  return ok;
 }
 
 // ---------- DER walking for the Intel SGX extension of PCK certificates ----------
@@ -364,12 +275,12 @@ void check_signed_json(Steps& st, const std::string& id, const char* title, cons
     const auto& o = v.get_object();
     auto issue = parse_rfc3339(str_field(o, "issueDate", what));
     auto next = parse_rfc3339(str_field(o, "nextUpdate", what));
-    auto chain = load_pem_chain(chain_pem);
+    auto chain = crypto::ossl::certs_from_pem(chain_pem);
     if (chain.empty()) return st.fail(id, title, what + " issuer chain has no certificate");
-    if (auto err = verify_chain(chain[0].get(), chain, root, crls, now); !err.empty())
+    if (auto err = verify_chain(chain, root, crls, now); !err.empty())
       return st.fail(id, title, what + " signing certificate: " + err);
-    PkeyPtr key(X509_get_pubkey(chain[0].get()));
-    if (!ecdsa_verify_raw(key.get(), as_bytes(body), sig)) return st.fail(id, title, what + " signature is invalid");
+    if (!crypto::ossl::ecdsa_verify_raw(P256, X509_get0_pubkey(chain[0].get()), as_bytes(body), sig))
+      return st.fail(id, title, what + " signature is invalid");
     if (now < issue) return st.fail(id, title, fmt::format("{} issue date is in the future (issued {})", what, issue));
     if (now > next)
       return st.fail(id, title,
@@ -555,12 +466,12 @@ bool check_format(Steps& st, DcapResult& r, ByteView raw) {
 }
 
 bool check_quote_signature(Steps& st, const Quote& q, ByteView raw) {
-  PkeyPtr ak = p256_key_from_raw(q.attestation_key);
+  PkeyPtr ak = crypto::ossl::ec_public_key_from_raw(P256, q.attestation_key);
   if (!ak) {
     st.fail("quote_signature", kTitleQuoteSig, "the attestation key is not a valid P-256 point");
     return false;
   }
-  if (!ecdsa_verify_raw(ak.get(), raw.first(q.signed_length), q.quote_signature)) {
+  if (!crypto::ossl::ecdsa_verify_raw(P256, ak.get(), raw.first(q.signed_length), q.quote_signature)) {
     st.fail("quote_signature", kTitleQuoteSig,
             fmt::format("signature invalid: the attestation key's signature over quote bytes 0..{} does not verify "
                         "(quote altered, or forged)",
@@ -647,13 +558,11 @@ std::string collateral_to_json(const Collateral& c) {
 
 PckInfo pck_info_from_quote(const Quote& q) {
   std::string pem(q.cert_data.begin(), q.cert_data.end());
-  auto chain = load_pem_chain(pem);
+  auto chain = crypto::ossl::certs_from_pem(pem);
   if (chain.empty()) throw std::runtime_error("quote carries no PCK certificate");
   auto ext = parse_pck_extension(chain[0].get());
   PckInfo info{to_hex(ext.fmspc), "processor"};
-  char issuer[256] = {0};
-  X509_NAME_get_text_by_NID(X509_get_issuer_name(chain[0].get()), NID_commonName, issuer, sizeof(issuer) - 1);
-  if (std::string(issuer).find("Platform") != std::string::npos) info.ca = "platform";
+  if (crypto::ossl::issuer_common_name(*chain[0]).find("Platform") != std::string::npos) info.ca = "platform";
   return info;
 }
 
@@ -685,15 +594,19 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   const Quote& q = *r.quote;
   bool all_ok = true;
 
-  X509Ptr root = load_der_cert(root_der);
-  if (!root) throw std::runtime_error("bundled root CA does not parse");
+  X509Ptr root = load_root(root_der, "bundled root CA");
   // PCK certificate chain (from the quote unless the collateral supplies one).
   std::string pck_pem =
       col.pck_certificate_chain ? *col.pck_certificate_chain : std::string(q.cert_data.begin(), q.cert_data.end());
-  auto pck_chain = load_pem_chain(pck_pem);
+  std::vector<X509Ptr> pck_chain;
+  std::string pck_chain_error;
+  try {
+    pck_chain = crypto::ossl::certs_from_pem(pck_pem);
+  } catch (const crypto::ossl::Error& e) {
+    pck_chain_error = e.what();
+  }
   if (col.simulated_root_der) {
-    X509Ptr test_root = load_der_cert(*col.simulated_root_der);
-    if (!test_root) throw std::runtime_error("the simulated (test) root CA does not parse");
+    X509Ptr test_root = load_root(*col.simulated_root_der, "the simulated (test) root CA");
     if (issued_under(pck_chain, test_root.get())) {
       root = std::move(test_root);
       r.simulated = true;
@@ -722,11 +635,13 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
 
   std::optional<PckExtension> pck_ext;
   PkeyPtr pck_key;
-  if (pck_chain.empty()) {
+  if (!pck_chain_error.empty()) {
+    st.fail("pck_chain", kTitlePck, "PCK certificate chain: " + pck_chain_error);
+  } else if (pck_chain.empty()) {
     st.fail("pck_chain", kTitlePck, "the quote carries no PEM certificate");
   } else if (!root_crl || !pck_crl) {
     st.fail("pck_chain", kTitlePck, "cannot check revocation: collateral CRLs do not parse");
-  } else if (auto err = verify_chain(pck_chain[0].get(), pck_chain, root.get(), crls, now); !err.empty()) {
+  } else if (auto err = verify_chain(pck_chain, root.get(), crls, now); !err.empty()) {
     st.fail("pck_chain", kTitlePck, "PCK certificate chain: " + err);
   } else {
     try {
@@ -747,7 +662,7 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
   bool qe_sig_ok = false;
   if (!pck_key) {
     st.skip("qe_report_signature", kTitleQeSig, "not reached: no trusted PCK certificate");
-  } else if (!ecdsa_verify_raw(pck_key.get(), q.qe_report.raw, q.qe_report_signature)) {
+  } else if (!crypto::ossl::ecdsa_verify_raw(P256, pck_key.get(), q.qe_report.raw, q.qe_report_signature)) {
     st.fail("qe_report_signature", kTitleQeSig, "the QE report signature does not verify with the PCK key");
   } else {
     qe_sig_ok = true;

@@ -1,15 +1,8 @@
 #include "verify/gpu_cert.hpp"
 
-#include <openssl/bio.h>
-#include <openssl/bn.h>
-#include <openssl/ec.h>
-#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/obj_mac.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
 
 #include <ctime>
 
@@ -20,51 +13,9 @@ namespace pi::verify::gpu {
 
 using namespace pi::protocol::gpu;  // the report layout and its parse errors
 
-void X509Free::operator()(x509_st* x) const { X509_free(x); }
+namespace ossl = pi::crypto::ossl;
 
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-struct SigFree {
-  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
-};
-struct StoreFree {
-  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
-};
-struct StoreCtxFree {
-  void operator()(X509_STORE_CTX* c) const { X509_STORE_CTX_free(c); }
-};
-struct StackFree {
-  void operator()(STACK_OF(X509) * s) const { sk_X509_free(s); }
-};
-
-std::string openssl_error() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
-constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
-constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
-
-std::string asn1_time_str(const ASN1_TIME* t) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
-  if (!bio || ASN1_TIME_print(bio.get(), t) != 1) return "?";
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(n));
-}
 
 std::string cn_of(const X509* cert) {
   std::string s = subject_of(*cert);
@@ -76,80 +27,41 @@ std::string cn_of(const X509* cert) {
 
 }  // namespace
 
-std::vector<X509Ptr> parse_pem_chain(std::string_view pem_in) {
-  std::string pem;
-  pem.reserve(pem_in.size());
-  for (char c : pem_in)
-    if (c != '\0') pem.push_back(c);
+std::vector<X509Ptr> parse_pem_chain(std::string_view pem) {
   std::vector<X509Ptr> out;
-  std::size_t pos = 0;
-  while (true) {
-    auto b = pem.find(kBegin, pos);
-    if (b == std::string::npos) break;
-    auto e = pem.find(kEnd, b);
-    if (e == std::string::npos) throw ParseError("PEM certificate #" + std::to_string(out.size()) + " has no END line");
-    e += kEnd.size();
-    std::string block = pem.substr(b, e - b) + "\n";
-    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(block.data(), static_cast<int>(block.size())));
-    X509* x = bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr;
-    if (!x) {
-      throw ParseError("PEM certificate #" + std::to_string(out.size()) + " does not parse: " + openssl_error());
-    }
-    out.emplace_back(x);
-    pos = e;
+  try {
+    out = ossl::certs_from_pem(pem);
+  } catch (const ossl::Error& e) {
+    throw ParseError(e.what());
   }
   if (out.empty()) throw ParseError("no PEM certificate found in the certificate chain");
   return out;
 }
 
-Result verify_report_signature(const SpdmReport& report, const x509_st& leaf_c) {
-  X509* leaf = const_cast<X509*>(&leaf_c);  // OpenSSL getters are not const-correct
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(X509_get_pubkey(leaf));
-  if (!key) return {false, "leaf certificate has no usable public key: " + openssl_error()};
-  if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC) return {false, "leaf key is not an EC key"};
-  char group[64] = {0};
-  std::size_t glen = 0;
-  if (EVP_PKEY_get_utf8_string_param(key.get(), "group", group, sizeof group, &glen) != 1 ||
-      std::string_view(group) != "secp384r1") {
+Result verify_report_signature(const SpdmReport& report, const x509_st& leaf) {
+  const EVP_PKEY* key = X509_get0_pubkey(&leaf);
+  if (!key) return {false, "leaf certificate has no usable public key: " + ossl::last_error()};
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) return {false, "leaf key is not an EC key"};
+  if (ossl::curve_of(*key) != ossl::Curve::P384) {
+    char group[64] = {0};
+    std::size_t glen = 0;
+    EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group, &glen);
+    ERR_clear_error();
     return {false, std::string("leaf key is not on P-384 (group ") + group + ")"};
   }
   if (report.signature.size() != kP384SignatureSize) return {false, "signature is not 96 bytes"};
-  std::unique_ptr<ECDSA_SIG, SigFree> sig(ECDSA_SIG_new());
-  BIGNUM* r = BN_bin2bn(report.signature.data(), 48, nullptr);
-  BIGNUM* s = BN_bin2bn(report.signature.data() + 48, 48, nullptr);
-  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
-    BN_free(r);
-    BN_free(s);
-    return {false, "cannot build ECDSA signature: " + openssl_error()};
-  }
-  unsigned char* der = nullptr;
-  int der_len = i2d_ECDSA_SIG(sig.get(), &der);
-  if (der_len <= 0) return {false, "cannot encode ECDSA signature: " + openssl_error()};
-  std::unique_ptr<unsigned char, void (*)(unsigned char*)> der_owner(der, [](unsigned char* p) { OPENSSL_free(p); });
-
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha384(), nullptr, key.get()) != 1) {
-    return {false, "cannot initialise ECDSA verification: " + openssl_error()};
-  }
-  int rc = EVP_DigestVerify(ctx.get(), der, static_cast<std::size_t>(der_len), report.signed_data.data(),
-                            report.signed_data.size());
-  ERR_clear_error();
-  if (rc == 1) {
+  if (ossl::ecdsa_verify_raw(ossl::Curve::P384, key, report.signed_data, report.signature)) {
     return {true, "ECDSA P-384/SHA-384 signature over " + std::to_string(report.signed_data.size()) +
-                      " bytes verifies with the leaf key (" + cn_of(leaf) + ")"};
+                      " bytes verifies with the leaf key (" + cn_of(&leaf) + ")"};
   }
-  return {false, "ECDSA P-384/SHA-384 signature does NOT verify with the leaf certificate's key (" + cn_of(leaf) + ")"};
+  return {false,
+          "ECDSA P-384/SHA-384 signature does NOT verify with the leaf certificate's key (" + cn_of(&leaf) + ")"};
 }
 
 ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<std::string>& extra_root_pems) {
   ChainResult res;
   if (chain.empty()) {
     res.detail = "empty certificate chain";
-    return res;
-  }
-  std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
-  if (!store) {
-    res.detail = "cannot create X509 store";
     return res;
   }
   std::vector<X509Ptr> nvidia_roots;
@@ -168,42 +80,28 @@ ChainResult verify_chain(const std::vector<X509Ptr>& chain, const std::vector<st
       return res;
     }
   }
-  for (auto& r : nvidia_roots) X509_STORE_add_cert(store.get(), r.get());
-  for (auto& r : extra_roots) X509_STORE_add_cert(store.get(), r.get());
-  ERR_clear_error();
-
-  std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
-  for (std::size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted.get(), chain[i].get());
-
-  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
-  if (!ctx || X509_STORE_CTX_init(ctx.get(), store.get(), chain[0].get(), untrusted.get()) != 1) {
-    res.detail = "cannot initialise chain verification: " + openssl_error();
-    return res;
-  }
+  std::vector<X509*> trusted;
+  trusted.reserve(nvidia_roots.size() + extra_roots.size());
+  for (auto& r : nvidia_roots) trusted.push_back(r.get());
+  for (auto& r : extra_roots) trusted.push_back(r.get());
   // Time is checked separately (check_validity) so each failure is reported by exactly one check.
-  X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
-  X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_NO_CHECK_TIME | X509_V_FLAG_X509_STRICT);
-  int rc = X509_verify_cert(ctx.get());
-  ERR_clear_error();
-  if (rc != 1) {
-    int err = X509_STORE_CTX_get_error(ctx.get());
-    int depth = X509_STORE_CTX_get_error_depth(ctx.get());
-    X509* bad = X509_STORE_CTX_get_current_cert(ctx.get());
-    res.detail = std::string("chain does not verify to the NVIDIA Device Identity root: ") +
-                 X509_verify_cert_error_string(err) + " at depth " + std::to_string(depth) +
-                 (bad ? " (" + cn_of(bad) + ")" : std::string());
+  ossl::ChainOptions opts;
+  opts.strict = true;
+  auto v = ossl::verify_cert_chain(chain, trusted, opts);
+  if (!v.ok || v.path.empty()) {
+    res.detail = "chain does not verify to the NVIDIA Device Identity root: " + v.reason + " at depth " +
+                 std::to_string(v.depth) + (v.failed ? " (" + cn_of(v.failed.get()) + ")" : std::string());
     return res;
   }
-  STACK_OF(X509)* built = X509_STORE_CTX_get0_chain(ctx.get());
-  X509* top = sk_X509_value(built, sk_X509_num(built) - 1);
+  X509* top = v.path.back().get();
   bool is_nvidia = false;
   for (auto& r : nvidia_roots)
     if (X509_cmp(top, r.get()) == 0) is_nvidia = true;
   res.ok = true;
   res.anchored_in_extra_root = !is_nvidia;
   res.root_subject = cn_of(top);
-  res.detail = std::to_string(sk_X509_num(built)) + "-certificate chain verifies: " + cn_of(chain[0].get()) +
-               " → … → " + res.root_subject +
+  res.detail = std::to_string(v.path.size()) + "-certificate chain verifies: " + cn_of(chain[0].get()) + " → … → " +
+               res.root_subject +
                (is_nvidia ? " (bundled NVIDIA Device Identity root)" : " (extra root given on the command line)");
   return res;
 }
@@ -220,26 +118,18 @@ Result check_validity(const std::vector<X509Ptr>& chain, std::int64_t now) {
       return {false, "certificate #" + std::to_string(i) + " (" + cn_of(c) + ") has an unreadable validity period"};
     }
     if (before > 0) {
-      return {false, "certificate #" + std::to_string(i) + " (" + cn_of(c) +
-                         ") is not yet valid at now=" + std::to_string(now) + " (notBefore " + asn1_time_str(nb) + ")"};
+      return {false, "certificate #" + std::to_string(i) + " (" + cn_of(c) + ") is not yet valid at now=" +
+                         std::to_string(now) + " (notBefore " + ossl::time_text(*nb) + ")"};
     }
     if (after < 0) {
       return {false, "certificate #" + std::to_string(i) + " (" + cn_of(c) +
-                         ") expired before now=" + std::to_string(now) + " (notAfter " + asn1_time_str(na) + ")"};
+                         ") expired before now=" + std::to_string(now) + " (notAfter " + ossl::time_text(*na) + ")"};
     }
   }
   return {true, "all " + std::to_string(chain.size()) + " certificates are valid at now=" + std::to_string(now)};
 }
 
-std::string subject_of(const x509_st& cert) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
-  if (!bio) return {};
-  X509_NAME_print_ex(bio.get(), X509_get_subject_name(&cert), 0,
-                     (XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_SPC_EQ) | XN_FLAG_DN_REV);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(n));
-}
+std::string subject_of(const x509_st& cert) { return ossl::subject_oneline(cert); }
 
 std::optional<std::string> arch_from_chain(const std::vector<X509Ptr>& chain) {
   // Leaf first: "GH100 A01 GSP FMC LF", then BROM, provisioner ICA and "NVIDIA GH100 Identity".
@@ -254,12 +144,11 @@ std::optional<std::string> arch_from_chain(const std::vector<X509Ptr>& chain) {
 }
 
 std::string fingerprint_sha256(const x509_st& cert) {
-  unsigned char* der = nullptr;
-  int len = i2d_X509(const_cast<X509*>(&cert), &der);
-  if (len <= 0) return {};
-  auto d = pi::crypto::sha256(pi::ByteView(der, static_cast<std::size_t>(len)));
-  OPENSSL_free(der);
-  return pi::to_hex(d);
+  try {
+    return pi::to_hex(pi::crypto::sha256(ossl::cert_to_der(cert)));
+  } catch (const ossl::Error&) {
+    return {};
+  }
 }
 
 }  // namespace pi::verify::gpu

@@ -2,22 +2,17 @@
 // Certificate side of NVIDIA GPU evidence (OpenSSL 3): the device's PEM chain, the report signature by the
 // chain's leaf key, the chain to NVIDIA's Device Identity root, and certificate validity at a given time.
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "crypto/openssl.hpp"
 #include "protocol/gpu_spdm.hpp"
-
-struct x509_st;
 
 namespace pi::verify::gpu {
 
-struct X509Free {
-  void operator()(x509_st* x) const;
-};
-using X509Ptr = std::unique_ptr<x509_st, X509Free>;
+using X509Ptr = pi::crypto::ossl::X509Ptr;
 
 // Leaf first, as NVIDIA's tools emit it. NUL bytes (padding some deployments add) and text between the PEM
 // blocks are ignored. Throws protocol::gpu::ParseError when there is no certificate or a block does not parse.

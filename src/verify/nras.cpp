@@ -1,11 +1,6 @@
 #include "verify/nras.hpp"
 
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ecdsa.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -14,16 +9,14 @@
 #include <sstream>
 
 #include "crypto/hash.hpp"
+#include "crypto/openssl.hpp"
 
 namespace pi::verify::nras {
 
 namespace {
 
 using pi::base64_decode;
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
+namespace ossl = pi::crypto::ossl;
 
 boost::json::object parse_object(std::string_view text, const char* what) {
   boost::system::error_code ec;
@@ -42,42 +35,28 @@ std::string str_or(const boost::json::object& o, std::string_view key, std::stri
 std::shared_ptr<EVP_PKEY> ec_key_from_xy(const pi::Bytes& x, const pi::Bytes& y, const std::string& crv) {
   if (crv != "P-384") throw Error("JWK curve " + crv + " is not P-384");
   if (x.size() != 48 || y.size() != 48) throw Error("JWK P-384 coordinates must be 48 bytes each");
-  pi::Bytes pub{0x04};
-  pub.insert(pub.end(), x.begin(), x.end());
-  pub.insert(pub.end(), y.begin(), y.end());
-  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
-  if (!bld) throw Error("out of memory");
-  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "secp384r1", 0);
-  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub.data(), pub.size());
-  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
-  OSSL_PARAM_BLD_free(bld);
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
-  EVP_PKEY* key = nullptr;
-  bool ok = params && ctx && EVP_PKEY_fromdata_init(ctx) == 1 &&
-            EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  OSSL_PARAM_free(params);
-  ERR_clear_error();
-  if (!ok || !key) throw Error("JWK is not a valid P-384 public key");
-  return std::shared_ptr<EVP_PKEY>(key, PkeyFree{});
+  pi::Bytes xy = x;
+  xy.insert(xy.end(), y.begin(), y.end());
+  auto key = ossl::ec_public_key_from_raw(ossl::Curve::P384, xy);
+  if (!key) throw Error("JWK is not a valid P-384 public key");
+  return key;
 }
 
 std::shared_ptr<EVP_PKEY> key_from_x5c(const std::string& b64) {
   auto der = base64_decode(b64);
   if (!der) throw Error("JWK x5c entry is not base64");
-  const unsigned char* p = der->data();
-  X509* cert = d2i_X509(nullptr, &p, static_cast<long>(der->size()));
-  if (!cert) {
-    ERR_clear_error();
+  ossl::X509Ptr cert;
+  try {
+    cert = ossl::cert_from_der(*der);
+  } catch (const ossl::Error&) {
     throw Error("JWK x5c entry is not a DER certificate");
   }
-  EVP_PKEY* key = X509_get_pubkey(cert);
-  X509_free(cert);
+  ossl::PkeyPtr key(X509_get_pubkey(cert.get()));
   if (!key) {
     ERR_clear_error();
     throw Error("JWK x5c certificate has no usable key");
   }
-  return std::shared_ptr<EVP_PKEY>(key, PkeyFree{});
+  return key;
 }
 
 bool is_ascii_hex(std::string_view s) {
@@ -162,30 +141,8 @@ SigResult verify_jwt(const Jwt& token, const Jwks* jwks) {
   if (token.signature.size() != 96) {
     return {SigStatus::BadSignature, "ES384 signature is " + std::to_string(token.signature.size()) + " bytes, not 96"};
   }
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  BIGNUM* r = BN_bin2bn(token.signature.data(), 48, nullptr);
-  BIGNUM* s = BN_bin2bn(token.signature.data() + 48, 48, nullptr);
-  if (!sig || !r || !s || ECDSA_SIG_set0(sig, r, s) != 1) {
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(sig);
-    return {SigStatus::BadSignature, "cannot decode ES384 signature"};
-  }
-  unsigned char* der = nullptr;
-  int der_len = i2d_ECDSA_SIG(sig, &der);
-  ECDSA_SIG_free(sig);
-  int rc = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (der_len > 0 && ctx &&
-      EVP_DigestVerifyInit(ctx, nullptr, EVP_sha384(), nullptr, const_cast<EVP_PKEY*>(key)) == 1) {
-    rc = EVP_DigestVerify(ctx, der, static_cast<std::size_t>(der_len),
-                          reinterpret_cast<const unsigned char*>(token.signing_input.data()),
-                          token.signing_input.size());
-  }
-  EVP_MD_CTX_free(ctx);
-  OPENSSL_free(der);
-  ERR_clear_error();
-  if (rc == 1) return {SigStatus::Ok, "ES384 signature verifies with JWKS key \"" + token.kid + "\""};
+  if (ossl::ecdsa_verify_raw(ossl::Curve::P384, key, pi::as_bytes(token.signing_input), token.signature))
+    return {SigStatus::Ok, "ES384 signature verifies with JWKS key \"" + token.kid + "\""};
   return {SigStatus::BadSignature, "ES384 signature does NOT verify with JWKS key \"" + token.kid + "\""};
 }
 
