@@ -131,7 +131,8 @@ TEST(SpecVectors, RecordNamespaceIsTheTokenDigestPrefix) {
 TEST(SpecVectors, Exchanges) {
   const auto keys = load("keys.json");
   const auto id = fixed_identity(keys);
-  const auto& cases = load("exchanges.json").at("cases").as_array();
+  const auto file = load("exchanges.json");
+  const auto& cases = file.at("cases").as_array();
   ASSERT_GE(cases.size(), 4u);
   for (const auto& cv : cases) {
     const auto& c = cv.as_object();
@@ -193,7 +194,8 @@ TEST(SpecVectors, Exchanges) {
 }
 
 TEST(SpecVectors, StreamVerdicts) {
-  const auto& cases = load("streams.json").at("cases").as_array();
+  const auto file = load("streams.json");
+  const auto& cases = file.at("cases").as_array();
   ASSERT_GE(cases.size(), 10u);
   for (const auto& cv : cases) {
     const auto& c = cv.as_object();
