@@ -30,6 +30,19 @@ ReportData make_report_data(ByteView address_bytes, const Nonce& nonce) {
   return rd;
 }
 
+ReportData make_report_data_tls(ByteView address_bytes, ByteView tls_fingerprint, const Nonce& nonce) {
+  if (address_bytes.empty() || address_bytes.size() > 32)
+    throw std::invalid_argument("signing address must be 1..32 bytes");
+  if (tls_fingerprint.size() != 32) throw std::invalid_argument("TLS certificate fingerprint must be 32 bytes");
+  Bytes preimage(address_bytes.begin(), address_bytes.end());
+  preimage.insert(preimage.end(), tls_fingerprint.begin(), tls_fingerprint.end());
+  const auto digest = crypto::sha256(ByteView(preimage));
+  ReportData rd{};
+  std::memcpy(rd.data(), digest.data(), 32);
+  std::memcpy(rd.data() + 32, nonce.data(), 32);
+  return rd;
+}
+
 std::string signed_text(std::string_view request_hash_hex, std::string_view response_hash_hex) {
   std::string t;
   t.reserve(request_hash_hex.size() + 1 + response_hash_hex.size());

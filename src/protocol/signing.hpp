@@ -1,6 +1,6 @@
 #pragma once
 // THE protocol rules shared by the signing proxy and the verifier. Change nothing here
-// without changing docs/protocol.md: existing vllm-proxy clients depend on these bytes.
+// without changing docs/spec/ (and its vectors): existing vllm-proxy clients depend on these bytes.
 //
 //  * request_hash  = sha256(exact request body bytes the proxy received), lowercase hex
 //  * response_hash = sha256(exact response body bytes the proxy sent; for SSE the whole
@@ -11,6 +11,8 @@
 //  * Ed25519       = RFC 8032 signature over the text, hex; signing address = public key hex
 //  * report_data   = signing-address bytes zero-padded to 32 ‖ 32-byte nonce
 //                    (20-byte Ethereum address for ECDSA, 32-byte public key for Ed25519)
+//  * NEAR TLS layout: sha256(signing-address bytes ‖ 32-byte TLS certificate fingerprint) ‖ nonce
+// The normative text is docs/spec/ (test vectors: tests/vectors/).
 #include <array>
 #include <optional>
 #include <string>
@@ -35,6 +37,12 @@ std::optional<Nonce> parse_nonce(std::string_view hex64);
 
 // signing address bytes (≤ 32) zero-padded to 32 ‖ nonce. Throws std::invalid_argument if > 32 bytes.
 ReportData make_report_data(ByteView address_bytes, const Nonce& nonce);
+
+// NEAR's TLS-bound layout (docs/spec/report-data.md): sha256(address_bytes ‖ tls_fingerprint) ‖ nonce, where
+// address_bytes are the raw signing-address bytes (as for make_report_data, not their hex text) and tls_fingerprint
+// is the 32 raw bytes of the certificate fingerprint (not its hex text). Throws std::invalid_argument unless
+// address_bytes is 1..32 bytes and tls_fingerprint exactly 32.
+ReportData make_report_data_tls(ByteView address_bytes, ByteView tls_fingerprint, const Nonce& nonce);
 
 std::string signed_text(std::string_view request_hash_hex, std::string_view response_hash_hex);
 
