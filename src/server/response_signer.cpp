@@ -27,7 +27,9 @@ SignResult ResponseSigner::commit(const crypto::Digest32& response_hash, const s
 }
 
 SignResult ResponseSigner::sign_body(std::string_view body) {
-  auto id = protocol::response_id(body).value_or("pi-" + to_hex(crypto::random_bytes(12)));
+  // An empty "id" names nothing a client could fetch: such an answer gets a generated id, as one without.
+  auto id = protocol::response_id(body).value_or("");
+  if (id.empty()) id = "pi-" + to_hex(crypto::random_bytes(12));
   return commit(crypto::sha256(body), id);
 }
 
