@@ -242,7 +242,7 @@ NvidiaPayload::Decoded NvidiaPayload::decode(const json::value& in) {
     d.from_string = true;
     boost::system::error_code ec;
     parsed = json::parse(strip_nul(in.get_string()), ec);
-    if (ec) throw ShapeError("nvidia_payload", "the nvidia_payload string is not JSON: " + ec.message());
+    if (ec) throw ShapeError("nvidia_payload", "the string is not JSON: " + ec.message());
     v = &parsed;
   }
   const json::array* items = nullptr;
@@ -252,7 +252,7 @@ NvidiaPayload::Decoded NvidiaPayload::decode(const json::value& in) {
   } else if (v->is_object()) {
     const auto& o = v->get_object();
     const json::value* l = o.if_contains("evidence_list");
-    if (!l) throw ShapeError("nvidia_payload.evidence_list", "nvidia_payload has no \"evidence_list\" array");
+    if (!l) throw ShapeError("nvidia_payload.evidence_list", "no \"evidence_list\" array");
     if (!l->is_array()) wrong_type("nvidia_payload.evidence_list", "an array", *l);
     items = &l->get_array();
     list_field = "nvidia_payload.evidence_list";
