@@ -28,8 +28,10 @@
 //   // or, when the client gave no nonce: take the cached evidence and use ITS nonce for the TDX quote too
 //   //   g = co_await gpu->collect_cached();  nonce = *protocol::parse_nonce(g.nonce_hex);  (when g.ok())
 //   if (g.status == pi::tee::GpuEvidenceStatus::Busy) → 429, header Retry-After: g.retry_after_s
-//   g.apply_to(report);   // sets nvidia_payload, gpu_evidence, gpu_evidence_error (+ gpu_evidence_simulated)
-//   report["simulated"] = tee_simulated || g.simulated;
+//   g.apply_to(report);   // protocol::AttestationReport: report.gpu = g.to_protocol() (nvidia_payload,
+//                         // gpu_evidence, gpu_evidence_error, _info, _simulated); without a collector:
+//                         // report.gpu = protocol::GpuEvidence::disabled()
+//   report.simulated = tee_simulated || g.simulated;
 //   if (mode == "required" && !g.ok()) → 503 with g.error
 //
 //   // /metrics: gpu->render_metrics(body);
