@@ -3,6 +3,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "protocol/report.hpp"
+
 namespace pi::protocol {
 
 std::string error_envelope(std::string_view message, std::string_view type, std::optional<std::string_view> param,
@@ -18,20 +20,7 @@ std::string error_envelope(std::string_view message, std::string_view type, std:
 }
 
 boost::json::object signature_response(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo) {
-  boost::json::object o;
-  const std::string ecdsa = ecdsa_signature_hex(r);
-  const std::string ed = ed25519_signature_hex(r);
-  o["text"] = r.text();
-  o["signature"] = algo == SigningAlgo::Ecdsa ? ecdsa : ed;
-  o["signing_address"] = id.signing_address(algo);
-  o["signing_algo"] = to_string(algo);
-  o["request_hash"] = to_hex(r.request_hash);
-  o["response_hash"] = to_hex(r.response_hash);
-  o["ecdsa_signature"] = ecdsa;
-  o["ed25519_signature"] = ed;
-  o["ecdsa_signing_address"] = id.signing_address(SigningAlgo::Ecdsa);
-  o["ed25519_signing_address"] = id.signing_address(SigningAlgo::Ed25519);
-  return o;
+  return SignatureResponse::make(r, id, algo).to_json();
 }
 
 std::optional<std::string> response_id(std::string_view json_body) {

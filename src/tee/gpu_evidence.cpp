@@ -86,23 +86,23 @@ const char* to_string(GpuEvidenceStatus s) {
   return "unknown";
 }
 
-void GpuEvidenceResult::apply_to(boost::json::object& report) const {
+protocol::GpuEvidence GpuEvidenceResult::to_protocol() const {
+  protocol::GpuEvidence g;
   if (ok()) {
-    report["nvidia_payload"] = nvidia_payload;
-    report["gpu_evidence"] = gpu_evidence;
-    report["gpu_evidence_error"] = nullptr;
+    g.nvidia_payload = nvidia_payload;
+    g.items = gpu_evidence;
   } else {
-    report["nvidia_payload"] = nullptr;
-    report["gpu_evidence"] = nullptr;
-    report["gpu_evidence_error"] = error.empty() ? std::string("GPU evidence unavailable") : error;
+    g.error = error.empty() ? std::string(protocol::kGpuUnavailableError) : error;
   }
-  if (!info.empty()) report["gpu_evidence_info"] = info;
+  if (!info.empty()) g.info = info;
   if (simulated) {
-    report["gpu_evidence_simulated"] = true;
-    report["gpu_evidence_notice"] =
-        "SIMULATED GPU evidence (the project's simulated NVML, test PKI or replayed recordings): proves nothing";
+    g.simulated = true;
+    g.notice = std::string(protocol::kGpuSimulatedNotice);
   }
+  return g;
 }
+
+void GpuEvidenceResult::apply_to(boost::json::object& report) const { to_protocol().write_to(report); }
 
 GpuEvidenceResult GpuEvidenceCollector::build_result(const NvmlCollection& c, const protocol::Nonce& nonce) {
   GpuEvidenceResult r;
@@ -123,25 +123,22 @@ GpuEvidenceResult GpuEvidenceCollector::build_result(const NvmlCollection& c, co
     return r;
   }
   boost::json::array gpus;
-  // nvidia_payload: built by hand so that it is byte-for-byte what vllm-proxy's json.dumps produces. Every value is
-  // base64, hex or an upper-case arch name: nothing needs escaping.
-  std::string list;
+  protocol::NvidiaPayload payload;
+  payload.nonce = r.nonce_hex;
   for (const auto& g : c.gpus) {
-    const std::string cert_b64 = pi::base64_encode(as_bytes(g.cert_chain_pem));
-    const std::string ev_b64 = pi::base64_encode(g.report);
-    boost::json::object item;
-    item["arch"] = g.arch;
-    item["certificate"] = cert_b64;
-    item["evidence"] = ev_b64;
-    item["nonce"] = r.nonce_hex;
+    protocol::GpuEvidenceItem item;
+    item.arch = g.arch;
+    item.certificate = pi::base64_encode(as_bytes(g.cert_chain_pem));
+    item.evidence = pi::base64_encode(g.report);
+    // vllm-proxy's evidence_list items carry certificate, evidence and arch; gpu_evidence items add the nonce.
+    payload.evidence_list.push_back(item);
+    item.nonce = r.nonce_hex;
     r.gpu_evidence.push_back(std::move(item));
-    if (!list.empty()) list += ", ";
-    list += "{\"certificate\": \"" + cert_b64 + "\", \"evidence\": \"" + ev_b64 + "\", \"arch\": \"" + g.arch + "\"}";
     gpus.push_back(boost::json::object{{"index", g.index}, {"uuid", g.uuid}, {"name", g.name}, {"arch", g.arch}});
   }
   r.arch = c.gpus.empty() ? std::string("UNKNOWN") : c.gpus.front().arch;
-  r.nvidia_payload =
-      "{\"nonce\": \"" + r.nonce_hex + "\", \"evidence_list\": [" + list + "], \"arch\": \"" + r.arch + "\"}";
+  payload.arch = r.arch;
+  r.nvidia_payload = payload.to_text();
   info["gpus"] = std::move(gpus);
   r.info = std::move(info);
   r.status = GpuEvidenceStatus::Ok;

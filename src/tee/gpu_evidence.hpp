@@ -28,8 +28,10 @@
 //   // or, when the client gave no nonce: take the cached evidence and use ITS nonce for the TDX quote too
 //   //   g = co_await gpu->collect_cached();  nonce = *protocol::parse_nonce(g.nonce_hex);  (when g.ok())
 //   if (g.status == pi::tee::GpuEvidenceStatus::Busy) → 429, header Retry-After: g.retry_after_s
-//   g.apply_to(report);   // sets nvidia_payload, gpu_evidence, gpu_evidence_error (+ gpu_evidence_simulated)
-//   report["simulated"] = tee_simulated || g.simulated;
+//   g.apply_to(report);   // protocol::AttestationReport: report.gpu = g.to_protocol() (nvidia_payload,
+//                         // gpu_evidence, gpu_evidence_error, _info, _simulated); without a collector:
+//                         // report.gpu = protocol::GpuEvidence::disabled()
+//   report.simulated = tee_simulated || g.simulated;
 //   if (mode == "required" && !g.ok()) → 503 with g.error
 //
 //   // /metrics: gpu->render_metrics(body);
@@ -41,10 +43,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 
+#include "protocol/report.hpp"
 #include "protocol/signing.hpp"
 #include "tee/gpu_source.hpp"
 #include "tee/nvml.hpp"
@@ -76,20 +80,24 @@ struct GpuEvidenceResult {
   std::string nonce_hex;  // the nonce the evidence is bound to (lowercase hex)
   // vllm-proxy's nvidia_payload: JSON text {"nonce": ..., "evidence_list": [{"certificate", "evidence", "arch"}],
   // "arch": ...} serialised like Python's json.dumps (", " and ": " separators).
+  // Built with protocol::NvidiaPayload::to_text().
   std::string nvidia_payload;
-  boost::json::array gpu_evidence;  // [{arch, certificate: base64(PEM chain), evidence: base64(report), nonce}]
-  boost::json::object info;         // {driver_version, ppcie, multi_gpu_mode, gpus: [{index, uuid, name, arch}]}
-  std::string arch;                 // of the first GPU
-  bool simulated = false;           // produced by the project's simulated NVML
-  bool cached = false;              // served from the no-nonce cache
-  bool shared = false;              // joined a collection already running for the same nonce
-  unsigned retry_after_s = 0;       // for Busy
-  double age_s = 0;                 // for cached results: seconds since collection
+  std::vector<protocol::GpuEvidenceItem> gpu_evidence;  // {arch, certificate: base64(PEM chain), evidence, nonce}
+  boost::json::object info;    // {driver_version, ppcie, multi_gpu_mode, gpus: [{index, uuid, name, arch}]}
+  std::string arch;            // of the first GPU
+  bool simulated = false;      // produced by the project's simulated NVML
+  bool cached = false;         // served from the no-nonce cache
+  bool shared = false;         // joined a collection already running for the same nonce
+  unsigned retry_after_s = 0;  // for Busy
+  double age_s = 0;            // for cached results: seconds since collection
 
   bool ok() const { return status == GpuEvidenceStatus::Ok; }
-  // report["nvidia_payload"] (string or null), report["gpu_evidence"] (array or null), report["gpu_evidence_error"]
-  // (null when ok), report["gpu_evidence_info"], and when simulated report["gpu_evidence_simulated"] = true plus a
-  // notice.
+  // The report's GPU part: nvidia_payload (the text, or null), gpu_evidence (items, or null), gpu_evidence_error
+  // (nullopt when ok, else `error` or kGpuUnavailableError), gpu_evidence_info (when collected), and when simulated
+  // gpu_evidence_simulated = true plus kGpuSimulatedNotice.
+  protocol::GpuEvidence to_protocol() const;
+  void apply_to(protocol::AttestationReport& report) const { report.gpu = to_protocol(); }
+  // The same written into a JSON report object (to_protocol().write_to(report)).
   void apply_to(boost::json::object& report) const;
 };
 

@@ -6,6 +6,7 @@
 
 #include "crypto/eth.hpp"
 #include "crypto/hash.hpp"
+#include "protocol/report.hpp"
 #include "protocol/signing.hpp"
 #include "verify/encoding.hpp"
 #include "verify/event_log.hpp"
@@ -118,16 +119,16 @@ std::optional<Quote> hardware(const Bytes& quote, const AttestationOptions& opts
 }
 
 // ----- binding -----
-void binding(const json::value& att, const std::optional<Quote>& quote, const AttestationOptions& opts,
+void binding(const protocol::AttestationReport& att, const std::optional<Quote>& quote, const AttestationOptions& opts,
              AttestationOutcome& out) {
   Report& rep = out.report;
   const char* t_nonce = "the report answers the fresh nonce we sent (no replay)";
   const char* t_rd = "the quote's report_data binds the signing key and the nonce";
   const char* t_key = "the signing public key matches the signing address";
   const char* t_algo = "the report is for the signing algorithm we asked for";
-  auto request_nonce = get_str(att, "request_nonce");
-  out.signing_algo = get_str(att, "signing_algo").value_or("");
-  out.signing_address = get_str(att, "signing_address").value_or("");
+  const auto& request_nonce = att.request_nonce;
+  out.signing_algo = att.signing_algo.value_or("");
+  out.signing_address = att.signing_address.value_or("");
   if (!out.signing_address.empty()) rep.fact("signing_address", out.signing_address);
   if (!out.signing_algo.empty()) rep.fact("signing_algo", out.signing_algo);
 
@@ -177,7 +178,7 @@ void binding(const json::value& att, const std::optional<Quote>& quote, const At
   }
 
   // Public key ↔ address.
-  if (auto pk = get_str(att, "signing_public_key"); pk && addr && algo) {
+  if (const auto& pk = att.signing_public_key; pk && addr && algo) {
     auto pkb = from_hex(*pk);
     bool ok = false;
     std::string detail;
@@ -217,7 +218,7 @@ void binding(const json::value& att, const std::optional<Quote>& quote, const At
   }
   std::array<std::uint8_t, 64> expected{};
   std::string layout;
-  if (auto fp = get_str(att, "tls_cert_fingerprint")) {
+  if (const auto& fp = att.tls_cert_fingerprint) {
     auto fpb = from_hex(*fp);
     if (!fpb || fpb->size() != 32) {
       rep.add(
@@ -246,14 +247,15 @@ void binding(const json::value& att, const std::optional<Quote>& quote, const At
 }
 
 // ----- code -----
-void code(const json::value& att, const std::optional<Quote>& quote, const AttestationOptions& opts, Report& rep) {
+void code(const protocol::AttestationReport& att, const std::optional<Quote>& quote, const AttestationOptions& opts,
+          Report& rep) {
   const char* t_log = "the event log parses and every runtime event's digest matches its content";
   const char* t_rtmr = "replaying the event log reproduces RTMR0-3 of the quote";
   const char* t_compose = "the compose-hash event equals sha256(app_compose) shown in Info";
 
   // Info and tcb_info (may arrive as objects, JSON strings or Python-literal strings).
   json::value info, tcb_info;
-  if (auto* p = get(att, "info"); p && !p->is_null()) {
+  if (const auto& p = att.info; p && !p->is_null()) {
     try {
       auto d = decode_lenient(*p);
       info = std::move(d.value);
@@ -269,10 +271,10 @@ void code(const json::value& att, const std::optional<Quote>& quote, const Attes
   }
 
   // Event log: the report's own, else the one in tcb_info.
-  const json::value* raw_log = get(att, "event_log");
+  const json::value* raw_log = att.event_log ? &*att.event_log : nullptr;
   std::string log_src = "event_log";
   if (!raw_log || raw_log->is_null()) {
-    if (auto* q = get(att, "quote"); q && q->is_object()) raw_log = get(*q, "event_log"), log_src = "quote.event_log";
+    if (att.quote && att.quote->is_object()) raw_log = get(*att.quote, "event_log"), log_src = "quote.event_log";
   }
   if ((!raw_log || raw_log->is_null()) && !tcb_info.is_null())
     raw_log = get(tcb_info, "event_log"), log_src = "info.tcb_info.event_log";
@@ -376,16 +378,16 @@ void code(const json::value& att, const std::optional<Quote>& quote, const Attes
 }
 
 // ----- GPU -----
-void gpu(const json::value& att, const AttestationOptions& opts, Report& rep) {
-  const json::value* p = get(att, "nvidia_payload");
-  if (!p || p->is_null() || (p->is_string() && p->get_string().empty())) {
-    std::string why = get_str(att, "gpu_evidence_error").value_or("the report carries no nvidia_payload");
+void gpu(const protocol::AttestationReport& att, const AttestationOptions& opts, Report& rep) {
+  const json::value* p = &att.gpu.nvidia_payload;
+  if (p->is_null() || (p->is_string() && p->get_string().empty())) {
+    std::string why = att.gpu.error.value_or("the report carries no nvidia_payload");
     rep.add(mk(Group::Gpu, "gpu.evidence", "GPU attestation evidence is present and verified", Status::Skipped,
                "no GPU evidence: " + why, false));
     return;
   }
   if (p->is_string()) rep.fact("encoding.nvidia_payload", "json-string");
-  std::string nonce = opts.expected_nonce_hex.value_or(get_str(att, "request_nonce").value_or(""));
+  std::string nonce = opts.expected_nonce_hex.value_or(att.request_nonce.value_or(""));
   try {
     check_gpu_evidence(*p, nonce, opts.gpu, rep);
   } catch (const std::exception& e) {
@@ -405,31 +407,42 @@ std::array<std::uint8_t, 64> near_report_data(ByteView address, ByteView tls_fin
   return out;
 }
 
-AttestationOutcome verify_attestation(const json::value& att, const AttestationOptions& opts) {
+AttestationOutcome verify_attestation(const json::value& doc, const AttestationOptions& opts) {
   AttestationOutcome out;
   Report& rep = out.report;
-  if (!att.is_object()) {
+  if (!doc.is_object()) {
     rep.add(mk(Group::Hardware, "tdx.quote_format", "the report is a JSON object with a TDX quote", Status::Fail,
                "the attestation report is not a JSON object"));
     return out;
   }
-  if (auto* s = get(att, "simulated"); s && s->is_bool() && s->get_bool())
-    rep.fact("simulated", "true: the server says this is a simulated TEE (its quote cannot verify)");
+  // Parsed once: a field of the wrong type fails here, naming the field (it is never silently skipped).
+  protocol::AttestationReport att;
+  try {
+    att = protocol::AttestationReport::parse(doc);
+  } catch (const protocol::ShapeError& e) {
+    rep.add(mk(Group::Hardware, "attestation.format",
+               "every field of the report has the documented JSON type (docs/verifier.md)", Status::Fail, e.what()));
+    return out;
+  }
+  if (att.simulated) rep.fact("simulated", "true: the server says this is a simulated TEE (its quote cannot verify)");
 
   // Quote: intel_quote, else quote (hex string, or an object with a "quote" field).
-  std::optional<std::string> quote_hex = get_str(att, "intel_quote");
+  std::optional<std::string> quote_hex = att.intel_quote;
   std::string quote_src = "intel_quote";
-  if (!quote_hex) {
+  std::string no_quote = "no intel_quote / quote field";
+  if (!quote_hex && att.quote) {
     quote_src = "quote";
-    if (auto* q = get(att, "quote"); q && q->is_string())
-      quote_hex = std::string(q->get_string());
-    else if (q && q->is_object())
-      quote_hex = get_str(*q, "quote"), quote_src = "quote.quote";
+    if (att.quote->is_string()) {
+      quote_hex = std::string(att.quote->get_string());
+    } else if (const auto* inner = get(*att.quote, "quote"); inner && inner->is_string()) {
+      quote_hex = std::string(inner->get_string()), quote_src = "quote.quote";
+    } else {
+      no_quote = inner ? "quote.quote is not a hex string" : "the quote object has no \"quote\" field";
+    }
   }
   std::optional<Quote> quote;
   if (!quote_hex) {
-    rep.add(mk(Group::Hardware, "tdx.quote_format", "the report carries a TDX quote", Status::Fail,
-               "no intel_quote / quote field"));
+    rep.add(mk(Group::Hardware, "tdx.quote_format", "the report carries a TDX quote", Status::Fail, no_quote));
   } else {
     try {
       auto d = decode_hex_field(*quote_hex);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "protocol/gpu_spdm.hpp"
+#include "protocol/report.hpp"
 #include "verify/gpu_cert.hpp"
 #include "verify/nras.hpp"
 
@@ -38,12 +39,6 @@ bool is_hex_text(const pi::Bytes& b) {
   return true;
 }
 
-std::optional<std::string> get_str(const boost::json::object& o, std::string_view k) {
-  auto it = o.find(k);
-  if (it == o.end() || !it->value().is_string()) return std::nullopt;
-  return std::string(it->value().as_string());
-}
-
 struct Ctx {
   Report& report;
   void add(std::string id, std::string title, Status st, std::string detail, bool simulated = false,
@@ -56,39 +51,6 @@ struct Ctx {
   void fact(std::string k, std::string v) { report.facts.emplace_back(std::move(k), std::move(v)); }
 };
 
-// The evidence list, whatever the wrapping: JSON string, {"evidence_list": [...]}, or a bare array.
-struct Payload {
-  boost::json::array items;
-  std::optional<std::string> nonce;
-  std::optional<std::string> arch;
-};
-
-Payload decode_payload(const boost::json::value& in) {
-  boost::json::value v;
-  if (in.is_string()) {
-    boost::system::error_code ec;
-    v = boost::json::parse(strip_nul(in.as_string()), ec);
-    if (ec) throw ParseError("nvidia_payload string is not JSON: " + ec.message());
-  } else {
-    v = in;
-  }
-  Payload p;
-  if (v.is_array()) {
-    p.items = v.as_array();
-  } else if (v.is_object()) {
-    const auto& o = v.as_object();
-    auto it = o.find("evidence_list");
-    if (it == o.end() || !it->value().is_array()) throw ParseError("nvidia_payload has no \"evidence_list\" array");
-    p.items = it->value().as_array();
-    p.nonce = get_str(o, "nonce");
-    p.arch = get_str(o, "arch");
-  } else {
-    throw ParseError("nvidia_payload is neither a JSON string, an object nor an array");
-  }
-  if (p.items.empty()) throw ParseError("nvidia_payload evidence_list is empty");
-  return p;
-}
-
 struct Item {
   std::vector<X509Ptr> chain;
   SpdmReport report;
@@ -98,16 +60,13 @@ struct Item {
   std::size_t index = 0;                      // position in the evidence list (NRAS names it GPU-<index>)
 };
 
-Item decode_item(const boost::json::value& v) {
-  if (!v.is_object()) throw ParseError("evidence item is not a JSON object");
-  const auto& o = v.as_object();
-  auto cert = get_str(o, "certificate");
-  auto ev = get_str(o, "evidence");
-  if (!cert) throw ParseError("evidence item has no \"certificate\" string");
-  if (!ev) throw ParseError("evidence item has no \"evidence\" string");
+// One entry of the evidence list, decoded: base64 → PEM chain and SPDM report.
+Item decode_item(const pi::protocol::NvidiaPayload::Entry& e) {
+  if (!e.item) throw ParseError(e.error);
+  const auto& src = *e.item;
   Item it;
-  it.certificate_b64 = strip_nul(*cert);
-  it.evidence_b64 = strip_nul(*ev);
+  it.certificate_b64 = strip_nul(src.certificate);
+  it.evidence_b64 = strip_nul(src.evidence);
   auto pem = base64_decode(it.certificate_b64);
   if (!pem) throw ParseError("\"certificate\" is not base64");
   it.chain = parse_pem_chain(std::string_view(reinterpret_cast<const char*>(pem->data()), pem->size()));
@@ -118,8 +77,8 @@ Item decode_item(const boost::json::value& v) {
     if (bin) rep = std::move(bin);
   }
   it.report = parse_spdm_report(*rep);
-  it.claimed_arch = get_str(o, "arch");
-  it.item_nonce = get_str(o, "nonce");
+  it.claimed_arch = src.arch;
+  it.item_nonce = src.nonce;
   return it;
 }
 
@@ -356,16 +315,18 @@ void check_gpu_evidence(const boost::json::value& nvidia_payload, std::string_vi
   if (expected.rfind("0x", 0) == 0) expected = expected.substr(2);
   const bool nonce_ok_format = pi::is_hex_of_length(expected, 64);
 
-  Payload payload;
+  pi::protocol::NvidiaPayload::Decoded payload;
   try {
-    payload = decode_payload(nvidia_payload);
+    payload = pi::protocol::NvidiaPayload::decode(nvidia_payload);
+    if (payload.entries.empty())
+      throw pi::protocol::ShapeError("nvidia_payload.evidence_list", "the evidence list is empty");
   } catch (const std::exception& e) {
     cx.add("gpu.payload", "nvidia_payload decodes to a GPU evidence list", Status::Fail, e.what());
     return;
   }
   cx.add("gpu.payload", "nvidia_payload decodes to a GPU evidence list", Status::Pass,
-         std::to_string(payload.items.size()) + " evidence item(s)");
-  cx.fact("gpu.count", std::to_string(payload.items.size()));
+         std::to_string(payload.entries.size()) + " evidence item(s)");
+  cx.fact("gpu.count", std::to_string(payload.entries.size()));
   if (payload.nonce) {
     bool ok = nonce_ok_format && lower(*payload.nonce) == expected;
     cx.pass_fail("gpu.payload_nonce", "nvidia_payload's nonce is our nonce", ok,
@@ -376,11 +337,11 @@ void check_gpu_evidence(const boost::json::value& nvidia_payload, std::string_vi
   std::vector<Item> items;
   std::string arch;
   bool all_decoded = true;
-  for (std::size_t n = 0; n < payload.items.size(); ++n) {
+  for (std::size_t n = 0; n < payload.entries.size(); ++n) {
     const std::string p = "gpu." + std::to_string(n) + ".";
     Item it;
     try {
-      it = decode_item(payload.items[n]);
+      it = decode_item(payload.entries[n]);
     } catch (const std::exception& e) {
       all_decoded = false;
       cx.add(p + "evidence", "GPU " + std::to_string(n) + ": evidence item decodes (certificate chain + SPDM report)",

@@ -6,19 +6,13 @@
 
 #include "crypto/eth.hpp"
 #include "crypto/hash.hpp"
+#include "protocol/report.hpp"
 #include "protocol/signing.hpp"
 
 namespace pi::verify {
 namespace {
 
 namespace json = boost::json;
-
-std::optional<std::string> str(const json::value& v, std::string_view key) {
-  if (!v.is_object()) return std::nullopt;
-  auto it = v.get_object().find(key);
-  if (it == v.get_object().end() || !it->value().is_string()) return std::nullopt;
-  return std::string(it->value().get_string());
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -32,7 +26,7 @@ void add(Report& r, std::string id, std::string title, Status s, std::string det
 
 }  // namespace
 
-void check_response(std::string_view request_bytes, std::string_view response_bytes, const json::value& sig,
+void check_response(std::string_view request_bytes, std::string_view response_bytes, const json::value& doc,
                     std::string_view algo_s, const std::optional<AttestationOutcome>& att, Report& rep) {
   const char* t_req = "sha256 of the exact request bytes equals the signed request_hash";
   const char* t_res = "sha256 of the exact response bytes equals the signed response_hash";
@@ -44,9 +38,18 @@ void check_response(std::string_view request_bytes, std::string_view response_by
   std::string res_hash = to_hex(crypto::sha256(response_bytes));
   rep.fact("response.request_sha256", req_hash);
   rep.fact("response.response_sha256", res_hash);
-  auto s_req = str(sig, "request_hash");
-  auto s_res = str(sig, "response_hash");
-  auto text = str(sig, "text");
+  // Parsed once: a field of the wrong type fails here, naming the field.
+  protocol::SignatureResponse sig;
+  try {
+    sig = protocol::SignatureResponse::parse(doc);
+  } catch (const protocol::ShapeError& e) {
+    add(rep, "response.record", "every field of the signature record has the documented JSON type", Status::Fail,
+        e.what());
+    return;
+  }
+  const auto& s_req = sig.request_hash;
+  const auto& s_res = sig.response_hash;
+  const auto& text = sig.text;
   add(rep, "response.request_hash", t_req, s_req && lower(*s_req) == req_hash ? Status::Pass : Status::Fail,
       s_req ? (lower(*s_req) == req_hash ? req_hash
                                          : "request file hashes to " + req_hash + ", the proxy signed " + *s_req)
@@ -65,11 +68,13 @@ void check_response(std::string_view request_bytes, std::string_view response_by
   std::string signer;  // address / public key whose signature verified, lowercase without 0x; empty if none
   if (!algo) {
     add(rep, "response.signature", t_sig, Status::Fail, "unknown signing algorithm '" + std::string(algo_s) + "'");
+  } else if (auto bad = sig.inconsistency(); !bad.empty()) {
+    // A record that names one key in signing_address and another in <algo>_signing_address (or two signatures)
+    // is not a statement about one signer: which of the two a client reads is undefined.
+    add(rep, "response.signature", t_sig, Status::Fail, bad);
   } else if (*algo == protocol::SigningAlgo::Ecdsa) {
-    auto s = str(sig, "ecdsa_signature");
-    if (!s) s = str(sig, "signature");
-    auto stated = str(sig, "ecdsa_signing_address");
-    if (!stated) stated = str(sig, "signing_address");
+    auto s = sig.signature_for(*algo);
+    auto stated = sig.signing_address_for(*algo);
     auto rec = s && text ? protocol::recover_ecdsa_signer(*text, *s) : std::nullopt;
     if (!rec) {
       add(rep, "response.signature", t_sig, Status::Fail, "no valid 65-byte ECDSA signature to recover a key from");
@@ -83,10 +88,8 @@ void check_response(std::string_view request_bytes, std::string_view response_by
                    stated.value_or("(none)"));
     }
   } else {
-    auto s = str(sig, "ed25519_signature");
-    if (!s) s = str(sig, "signature");
-    auto pk = str(sig, "ed25519_signing_address");
-    if (!pk) pk = str(sig, "signing_address");
+    auto s = sig.signature_for(*algo);
+    auto pk = sig.signing_address_for(*algo);
     bool ok = s && pk && text && protocol::verify_ed25519(*text, *s, *pk);
     if (ok) signer = lower(*pk);
     add(rep, "response.signature", t_sig, ok ? Status::Pass : Status::Fail,

@@ -118,8 +118,16 @@ def test_usage_errors_are_clear(tmp_path, args, message):
 
 def test_garbage_report_fails_cleanly(tmp_path):
     p = tmp_path / "garbage.json"
-    p.write_text(json.dumps({"intel_quote": "00" * 700, "event_log": "{'a': ", "info": 5}))
+    p.write_text(json.dumps({"intel_quote": "00" * 700, "event_log": "{'a': ", "info": "[1,"}))
     r = _run("--report", str(p), "--offline", "--json")
     assert r.returncode == 1
     checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["tdx.quote_format"]["status"] == "fail"
+    assert checks["code.event_log"]["status"] == "fail"
+    # A field of the wrong JSON type is a malformed report, named (never a silently skipped check).
+    p.write_text(json.dumps({"intel_quote": "00" * 700, "info": 5}))
+    r = _run("--report", str(p), "--offline", "--json")
+    assert r.returncode == 1
+    checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["attestation.format"]["status"] == "fail"
+    assert checks["attestation.format"]["detail"].startswith("info: ")

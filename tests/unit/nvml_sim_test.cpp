@@ -124,7 +124,9 @@ TEST_F(NvmlSim, OneGpuTestPkiEvidenceVerifiesAndCarriesOurNonce) {
   pi::verify::GpuOptions o;
   o.extra_root_pems.push_back(test_root());
   pi::verify::Report rep;
-  pi::verify::check_gpu_evidence(boost::json::value(r.gpu_evidence), pi::to_hex(nonce), o, rep);
+  boost::json::array items;
+  for (const auto& it : r.gpu_evidence) items.push_back(it.to_json());
+  pi::verify::check_gpu_evidence(boost::json::value(items), pi::to_hex(nonce), o, rep);
   expect_all_gpu_checks_pass(rep, 1);
 }
 
@@ -270,7 +272,7 @@ TEST_F(NvmlSim, NvidiaPayloadIsVllmProxyShaped) {
   EXPECT_EQ(o.at("arch").as_string(), "HOPPER");
   const auto& item = o.at("evidence_list").as_array().at(0).as_object();
   EXPECT_EQ(item.size(), 3u);
-  const auto& ge = r.gpu_evidence.at(0).as_object();
+  const auto ge = r.gpu_evidence.at(0).to_json();
   EXPECT_EQ(ge.at("nonce").as_string(), pi::to_hex(nonce));
   EXPECT_EQ(ge.at("certificate"), item.at("certificate"));
   EXPECT_EQ(ge.at("evidence"), item.at("evidence"));

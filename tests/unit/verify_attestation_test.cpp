@@ -359,6 +359,32 @@ TEST(VerifyAttestation, GarbageNeverCrashes) {
   }
 }
 
+TEST(VerifyAttestation, AFieldOfTheWrongTypeFailsNamingIt) {
+  // A present field with the wrong JSON type is a malformed report, never a skipped check (a non-string
+  // signing_public_key used to skip binding.signing_key silently).
+  for (const char* field : {"signing_public_key", "signing_address", "request_nonce", "intel_quote", "simulated",
+                            "nvidia_payload", "gpu_evidence", "gpu_evidence_error", "tls_cert_fingerprint"}) {
+    auto rep = sample_report();
+    rep[field] = 42;
+    auto out = verify_attestation(rep, offline_opts());
+    EXPECT_EQ(status_of(out.report, "attestation.format"), Status::Fail) << field;
+    EXPECT_NE(detail_of(out.report, "attestation.format").find(field), std::string::npos)
+        << detail_of(out.report, "attestation.format");
+    EXPECT_FALSE(out.report.ok());
+    EXPECT_FALSE(out.bound);
+  }
+  // The documented variants are not type errors: a dstack GetQuote object as "quote", an empty gpu_evidence_info.
+  auto rep = sample_report();
+  rep["quote"] = json::object{{"quote", rep["intel_quote"]}};
+  rep.erase("intel_quote");
+  rep["gpu_evidence_info"] = json::object{};
+  auto out = verify_attestation(rep, offline_opts());
+  EXPECT_EQ(out.report.find("attestation.format"), nullptr);
+  EXPECT_EQ(fact(out.report, "encoding.quote"), "hex (quote.quote)");
+  EXPECT_EQ(status_of(out.report, "tdx.quote_signature"), Status::Pass);
+  EXPECT_EQ(status_of(out.report, "code.rtmr"), Status::Pass);
+}
+
 TEST(VerifyEventLog, SimulatorLogReproducesItsQuote) {
   auto q = parse_quote(*from_hex(read_file("dstack_sim055_quote.hex").substr(0, 10012)));
   auto events = parse_event_log(json::parse(read_file("dstack_sim055_eventlog.json")));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 
 #include "crypto/hash.hpp"
 #include "protocol/signing.hpp"
@@ -107,10 +108,51 @@ TEST_P(VerifyResponse, SignatureByAnotherKeyFails) {
   auto forged = record(other, algo);
   rec["ecdsa_signature"] = forged["ecdsa_signature"];
   rec["ed25519_signature"] = forged["ed25519_signature"];
+  rec["signature"] = forged["signature"];  // a consistent record: the signature itself is wrong
   Report r;
   check_response(kRequest, kResponse, rec, protocol::to_string(algo), bound_to(id.signing_address(algo)), r);
   EXPECT_EQ(st(r, "response.signature"), Status::Fail);
+  EXPECT_EQ(r.find("response.signature")->detail.find("the record's"), std::string::npos);
   EXPECT_EQ(st(r, "response.key_bound"), Status::Fail);
+}
+
+TEST_P(VerifyResponse, SigningAddressThatDisagreesWithTheAlgorithmsAddressIsRejected) {
+  // Every signature verifies for the algorithm-specific key, but signing_address names another key: a client
+  // reading signing_address would attribute the response to the wrong signer.
+  auto id = protocol::SigningIdentity::random();
+  auto other = protocol::SigningIdentity::random();
+  auto algo = GetParam();
+  auto rec = record(id, algo);
+  rec["signing_address"] = other.signing_address(algo);
+  Report r;
+  check_response(kRequest, kResponse, rec, protocol::to_string(algo), bound_to(id.signing_address(algo)), r);
+  EXPECT_EQ(st(r, "response.signature"), Status::Fail);
+  const std::string specific =
+      algo == protocol::SigningAlgo::Ecdsa ? "ecdsa_signing_address" : "ed25519_signing_address";
+  EXPECT_NE(r.find("response.signature")->detail.find(specific), std::string::npos)
+      << r.find("response.signature")->detail;
+  EXPECT_EQ(st(r, "response.key_bound"), Status::Fail);
+  EXPECT_FALSE(r.ok());
+  // The same address in another letter case is the same address.
+  auto same = record(id, algo);
+  std::string lowered = id.signing_address(algo);
+  for (auto& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  same["signing_address"] = lowered;
+  Report r2;
+  check_response(kRequest, kResponse, same, protocol::to_string(algo), bound_to(id.signing_address(algo)), r2);
+  EXPECT_TRUE(r2.ok()) << r2.find("response.signature")->detail;
+}
+
+TEST_P(VerifyResponse, GenericSignatureThatDisagreesWithTheAlgorithmsSignatureIsRejected) {
+  auto id = protocol::SigningIdentity::random();
+  auto other = protocol::SigningIdentity::random();
+  auto algo = GetParam();
+  auto rec = record(id, algo);
+  rec["signature"] = record(other, algo)["signature"];
+  Report r;
+  check_response(kRequest, kResponse, rec, protocol::to_string(algo), bound_to(id.signing_address(algo)), r);
+  EXPECT_EQ(st(r, "response.signature"), Status::Fail);
+  EXPECT_NE(r.find("response.signature")->detail.find("signature is not its"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Algos, VerifyResponse,
@@ -125,6 +167,19 @@ TEST(VerifyResponseInput, GarbageRecordFailsCleanly) {
   Report r;
   check_response(kRequest, kResponse, json::parse("{}"), "rsa", std::nullopt, r);
   EXPECT_EQ(st(r, "response.signature"), Status::Fail);
+}
+
+TEST(VerifyResponseInput, AFieldOfTheWrongTypeIsNamedNotSkipped) {
+  auto id = protocol::SigningIdentity::random();
+  for (const char* field : {"text", "request_hash", "signature", "signing_address", "ecdsa_signing_address"}) {
+    auto rec = record(id, protocol::SigningAlgo::Ecdsa);
+    rec[field] = 7;
+    Report r;
+    check_response(kRequest, kResponse, rec, "ecdsa", bound_to(id.signing_address(protocol::SigningAlgo::Ecdsa)), r);
+    EXPECT_EQ(st(r, "response.record"), Status::Fail) << field;
+    EXPECT_NE(r.find("response.record")->detail.find(field), std::string::npos) << r.find("response.record")->detail;
+    EXPECT_FALSE(r.ok());
+  }
 }
 
 }  // namespace
