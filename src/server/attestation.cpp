@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "crypto/random.hpp"
+#include "protocol/report.hpp"
 #include "server/error.hpp"
 #include "server/handlers.hpp"
 #include "server/query.hpp"
@@ -78,37 +79,28 @@ class AttestationSlot {
   std::atomic<std::size_t>* c_;
 };
 
-constexpr std::string_view kSimulatedNotice =
-    "SIMULATED evidence (dev-tee and/or the simulated NVML): it is not produced by TEE hardware and proves nothing";
-
-// The report's JSON (vllm-proxy's fields plus ours), its own entry repeated in all_attestations.
-json::object assemble_report(const protocol::SigningIdentity& identity, protocol::SigningAlgo a,
-                             const protocol::Nonce& nonce, const tee::QuoteResult& q, json::object info,
-                             const std::optional<tee::GpuEvidenceResult>& gpu, bool simulated) {
-  json::object report;
-  report["signing_address"] = identity.signing_address(a);
-  report["signing_algo"] = protocol::to_string(a);
-  report["signing_public_key"] = identity.signing_public_key(a);
-  report["request_nonce"] = to_hex(nonce);
-  report["intel_quote"] = q.quote_hex;
-  report["quote"] = q.quote_hex;
-  boost::system::error_code jec;
-  auto ev = json::parse(q.event_log, jec);
-  report["event_log"] = jec ? json::value(q.event_log) : std::move(ev);
-  report["vm_config"] = q.vm_config;
-  report["info"] = std::move(info);
-  if (gpu) {
-    gpu->apply_to(report);
-  } else {
-    report["nvidia_payload"] = nullptr;
-    report["gpu_evidence"] = nullptr;
-    report["gpu_evidence_error"] = "GPU evidence collection is disabled on this server (--gpu-evidence off)";
-  }
-  report["simulated"] = simulated;
-  if (simulated) report["simulated_notice"] = kSimulatedNotice;
-  json::object self = report;
-  report["all_attestations"] = json::array{std::move(self)};
-  return report;
+// The report (vllm-proxy's fields plus ours), shaped by protocol::AttestationReport.
+protocol::AttestationReport assemble_report(const protocol::SigningIdentity& identity, protocol::SigningAlgo a,
+                                            const protocol::Nonce& nonce, const tee::QuoteResult& q,
+                                            json::object info, const std::optional<tee::GpuEvidenceResult>& gpu,
+                                            bool simulated) {
+  protocol::AttestationReport r;
+  r.signing_address = identity.signing_address(a);
+  r.signing_algo = std::string(protocol::to_string(a));
+  r.signing_public_key = identity.signing_public_key(a);
+  r.request_nonce = to_hex(nonce);
+  r.intel_quote = q.quote_hex;
+  r.quote = json::value(q.quote_hex);
+  r.event_log = protocol::AttestationReport::event_log_from_text(q.event_log);
+  r.vm_config = q.vm_config;
+  r.info = json::value(std::move(info));
+  if (gpu)
+    gpu->apply_to(r);
+  else
+    r.gpu = protocol::GpuEvidence::disabled();
+  r.simulated = simulated;
+  if (simulated) r.simulated_notice = std::string(protocol::kSimulatedNotice);
+  return r;
 }
 
 }  // namespace
@@ -158,7 +150,7 @@ awaitable<Response> handle_attestation(Call& call) {
 
   const auto report_data = protocol::make_report_data(svc.identity.address_bytes(q.algo), q.nonce);
   std::string agent_error;
-  json::object report;
+  protocol::AttestationReport report;
   try {
     auto quote = co_await tee.agent->get_quote(report_data);
     auto info = co_await tee.agent->info();
@@ -172,7 +164,7 @@ awaitable<Response> handle_attestation(Call& call) {
     spdlog::error("attestation failed at the TEE agent: {}", agent_error);
     co_return HttpError::bad_gateway("The TEE agent failed: " + agent_error, "tee_agent_error").render(keep);
   }
-  co_return json_response(http::status::ok, json::serialize(report), keep);
+  co_return json_response(http::status::ok, json::serialize(report.to_json()), keep);
 }
 
 }  // namespace pi::server
