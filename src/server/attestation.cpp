@@ -81,9 +81,8 @@ class AttestationSlot {
 
 // The report (vllm-proxy's fields plus ours), shaped by protocol::AttestationReport.
 protocol::AttestationReport assemble_report(const protocol::SigningIdentity& identity, protocol::SigningAlgo a,
-                                            const protocol::Nonce& nonce, const tee::QuoteResult& q,
-                                            json::object info, const std::optional<tee::GpuEvidenceResult>& gpu,
-                                            bool simulated) {
+                                            const protocol::Nonce& nonce, const tee::QuoteResult& q, json::object info,
+                                            const std::optional<tee::GpuEvidenceResult>& gpu, bool simulated) {
   protocol::AttestationReport r;
   r.signing_address = identity.signing_address(a);
   r.signing_algo = std::string(protocol::to_string(a));

@@ -225,7 +225,7 @@ void binding(const protocol::AttestationReport& att, const std::optional<Quote>&
           mk(Group::Binding, "binding.report_data", t_rd, Status::Fail, "tls_cert_fingerprint is not 32 bytes of hex"));
       return;
     }
-    expected = near_report_data(*addr, *fpb, *nonce);
+    expected = protocol::make_report_data_tls(*addr, *fpb, *nonce);
     layout = "NEAR layout sha256(address || tls_cert_fingerprint) || nonce";
     rep.fact("tls_cert_fingerprint", *fp);
   } else {
@@ -396,16 +396,6 @@ void gpu(const protocol::AttestationReport& att, const AttestationOptions& opts,
 }
 
 }  // namespace
-
-std::array<std::uint8_t, 64> near_report_data(ByteView address, ByteView tls_fingerprint, ByteView nonce32) {
-  Bytes m(address.begin(), address.end());
-  m.insert(m.end(), tls_fingerprint.begin(), tls_fingerprint.end());
-  auto h = crypto::sha256(ByteView(m));
-  std::array<std::uint8_t, 64> out{};
-  std::copy(h.begin(), h.end(), out.begin());
-  std::copy(nonce32.begin(), nonce32.begin() + std::min<std::size_t>(32, nonce32.size()), out.begin() + 32);
-  return out;
-}
 
 AttestationOutcome verify_attestation(const json::value& doc, const AttestationOptions& opts) {
   AttestationOutcome out;

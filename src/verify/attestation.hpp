@@ -40,7 +40,4 @@ struct AttestationOutcome {
 // Never throws on bad input: malformed fields become failed checks.
 AttestationOutcome verify_attestation(const boost::json::value& attestation, const AttestationOptions& opts);
 
-// NEAR cloud-api layout: sha256(address bytes ‖ tls_cert_fingerprint bytes) ‖ nonce.
-std::array<std::uint8_t, 64> near_report_data(ByteView address, ByteView tls_fingerprint, ByteView nonce32);
-
 }  // namespace pi::verify

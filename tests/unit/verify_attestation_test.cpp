@@ -426,8 +426,10 @@ TEST(VerifyEncoding, PythonLiterals) {
 }
 
 TEST(VerifyBinding, NearLayout) {
-  Bytes addr(20, 0xaa), fp(32, 0xbb), nonce(32, 0xcc);
-  auto rd = near_report_data(addr, fp, nonce);
+  Bytes addr(20, 0xaa), fp(32, 0xbb);
+  protocol::Nonce nonce{};
+  nonce.fill(0xcc);
+  auto rd = protocol::make_report_data_tls(addr, fp, nonce);
   Bytes m = addr;
   m.insert(m.end(), fp.begin(), fp.end());
   auto h = crypto::sha256(ByteView(m));
