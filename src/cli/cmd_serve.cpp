@@ -33,6 +33,8 @@ struct ServeFlags {
   unsigned threads = 0;
   std::vector<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
   std::size_t max_attestations = 16;
+  std::size_t max_connections = 10000;
+  std::size_t max_buffered = 128u << 20;
   std::string log_level = "info";
   std::string gpu_mode = "auto";
   std::string nvml_lib;
@@ -99,6 +101,16 @@ Runner register_serve(CLI::App& app) {
   sub->add_option("--max-concurrent-attestations", f->max_attestations, "Attestations in flight before 429")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_option("--max-connections", f->max_connections,
+                  "Client connections open at once; more are answered 503 + Retry-After and closed")
+      ->envname("PI_MAX_CONNECTIONS")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  sub->add_option("--max-buffered-bytes", f->max_buffered,
+                  "Request bytes (heads and bodies) held in memory across all connections; beyond: 503 + Retry-After")
+      ->envname("PI_MAX_BUFFERED_BYTES")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_option("--gpu-evidence", f->gpu_mode,
                   "GPU evidence via NVML: off | auto (collect when NVML loads) | required (no evidence → 503)")
       ->envname("GPU_EVIDENCE")
@@ -132,6 +144,8 @@ Runner register_serve(CLI::App& app) {
     cfg.threads = f->threads;
     cfg.public_endpoints = {f->public_endpoints.begin(), f->public_endpoints.end()};
     cfg.max_concurrent_attestations = f->max_attestations;
+    cfg.max_connections = f->max_connections;
+    cfg.max_buffered_bytes = f->max_buffered;
     const auto known_groups = server::route_groups();  // the route table names the groups
     for (const auto& p : cfg.public_endpoints) {
       if (!known_groups.contains(p)) {

@@ -56,28 +56,13 @@ AttestationQuery parse_query(std::string_view query, const protocol::SigningIden
   return q;
 }
 
-// One slot of the server-wide cap on attestations in flight (RAII).
-class AttestationSlot {
- public:
-  static std::optional<AttestationSlot> take(std::atomic<std::size_t>& inflight, std::size_t cap) {
-    if (inflight.fetch_add(1) >= cap) {
-      inflight--;
-      return std::nullopt;
-    }
-    return AttestationSlot(inflight);
-  }
-  AttestationSlot(AttestationSlot&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
-  AttestationSlot(const AttestationSlot&) = delete;
-  AttestationSlot& operator=(const AttestationSlot&) = delete;
-  AttestationSlot& operator=(AttestationSlot&&) = delete;
-  ~AttestationSlot() {
-    if (c_ != nullptr) (*c_)--;
-  }
-
- private:
-  explicit AttestationSlot(std::atomic<std::size_t>& c) : c_(&c) {}
-  std::atomic<std::size_t>* c_;
-};
+// Whose share an attestation counts against: the namespace of a valid token the caller presented
+// (attestation needs none), else its source address.
+std::string client_key(const Call& call) {
+  if (auto authz = call.req[http::field::authorization]; !authz.empty())
+    if (auto owner = call.svc().auth.authenticate(authz); owner && !owner->empty()) return "token:" + *owner;
+  return "addr:" + call.client.peer;
+}
 
 // The report (vllm-proxy's fields plus ours), shaped by protocol::AttestationReport.
 protocol::AttestationReport assemble_report(const protocol::SigningIdentity& identity, protocol::SigningAlgo a,
@@ -115,11 +100,11 @@ awaitable<Response> handle_attestation(Call& call) {
         "Inference and response signatures still work, but nothing proves where they were made.",
         "tee_unavailable", true)
         .render(keep);
-  auto slot = AttestationSlot::take(svc.attestations_inflight, svc.cfg.max_concurrent_attestations);
+  auto slot = svc.attestations.try_acquire(client_key(call));
   if (!slot) {
     svc.metrics.attestation_rejected_busy++;
-    co_return HttpError::too_many_requests("Too many attestation requests in flight; retry shortly", "attestation_busy",
-                                           1)
+    co_return HttpError::too_many_requests(
+        "Too many attestation requests in flight (in total, or from this client); retry shortly", "attestation_busy", 1)
         .render(keep);
   }
 

@@ -12,6 +12,7 @@
 #include "server/config.hpp"
 #include "server/engine_pool.hpp"
 #include "server/http.hpp"
+#include "server/limits.hpp"
 #include "server/metrics.hpp"
 #include "server/proxy.hpp"
 #include "server/signature_store.hpp"
@@ -30,7 +31,9 @@ struct Services {
   const TokenAuth auth;
   std::unique_ptr<SignatureStore> store;
   Metrics metrics;
-  std::atomic<std::size_t> attestations_inflight{0};
+  AttestationLimiter attestations;
+  BufferBudget buffered;  // request bytes held in memory across connections
+  std::atomic<std::size_t> connections{0};
   std::atomic<bool> draining{false};               // shutting down: finish what is in flight, take nothing new
   std::atomic<std::int64_t> requests_inflight{0};  // from a request's head to the end of its answer
 };
@@ -48,8 +51,9 @@ struct Worker {
 
 // The client side of one connection.
 struct ClientConn {
-  explicit ClientConn(tcp::socket s) : stream(std::move(s)) {}
+  explicit ClientConn(tcp::socket s);
   beast::tcp_stream stream;
+  std::string peer;           // the client's address (IPv6: its /64), for per-client shares
   beast::flat_buffer buffer;  // bytes read past the current request (pipelining) stay here
 };
 

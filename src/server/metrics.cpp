@@ -70,6 +70,11 @@ std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) 
           signature_id_collisions.load());
   counter("pi_signature_store_full_total", "Requests refused with 503 because the signature store was full.",
           store_full_rejections.load());
+  counter("pi_connections_refused_total", "Connections refused with 503 because --max-connections were open.",
+          connections_refused.load());
+  counter("pi_buffer_full_rejections_total",
+          "Requests refused with 503 because --max-buffered-bytes of request data were held in memory.",
+          buffer_full_rejections.load());
   counter("pi_client_disconnects_total",
           "Clients that went away before the response finished (backend request cancelled).",
           client_disconnects.load());

@@ -39,6 +39,8 @@ struct Metrics {
   std::atomic<std::uint64_t> unsigned_no_id{0};
   std::atomic<std::uint64_t> signature_id_collisions{0};
   std::atomic<std::uint64_t> store_full_rejections{0};
+  std::atomic<std::uint64_t> connections_refused{0};     // over --max-connections
+  std::atomic<std::uint64_t> buffer_full_rejections{0};  // over --max-buffered-bytes
   std::atomic<std::uint64_t> client_disconnects{0};
   std::atomic<std::uint64_t> backend_connect_errors{0};
   std::atomic<std::uint64_t> backend_timeouts{0};

@@ -17,13 +17,34 @@
 #include <vector>
 
 #include "server/context.hpp"
+#include "server/error.hpp"
 #include "server/routes.hpp"
 #include "server/session.hpp"
 
 namespace pi::server {
 
 Services::Services(ServerConfig c, protocol::SigningIdentity id, TeeContext t)
-    : cfg(std::move(c)), identity(std::move(id)), tee(std::move(t)), auth(cfg.tokens), metrics(metric_labels()) {}
+    : cfg(std::move(c)),
+      identity(std::move(id)),
+      tee(std::move(t)),
+      auth(cfg.tokens),
+      metrics(metric_labels()),
+      attestations(cfg.max_concurrent_attestations, std::max<std::size_t>(1, cfg.max_concurrent_attestations / 4)),
+      buffered(cfg.max_buffered_bytes) {}
+
+ClientConn::ClientConn(tcp::socket s) : stream(std::move(s)) {
+  beast::error_code ec;
+  auto ep = stream.socket().remote_endpoint(ec);
+  if (ec) return;
+  auto a = ep.address();
+  if (a.is_v6() && !a.to_v6().is_v4_mapped()) {
+    auto b = a.to_v6().to_bytes();
+    std::fill(b.begin() + 8, b.end(), 0);  // one client = one /64
+    peer = net::ip::address_v6(b).to_string() + "/64";
+  } else {
+    peer = a.is_v6() ? net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string() : a.to_string();
+  }
+}
 
 struct ProxyServer::Impl {
   Impl(ServerConfig c, protocol::SigningIdentity id, TeeContext t, std::unique_ptr<SignatureStore> s)
@@ -54,6 +75,18 @@ struct ProxyServer::Impl {
     server.stop();
   }
 
+  // Over --max-connections: a short 503 (the client learns why and when to retry), then close.
+  static awaitable<void> refuse_connection(tcp::socket sock) {
+    beast::tcp_stream s(std::move(sock));
+    auto res = HttpError::unavailable("Too many connections; retry shortly", "too_many_connections", false)
+                   .with_header(http::field::retry_after, "1")
+                   .render(false);
+    s.expires_after(std::chrono::seconds(2));
+    co_await http::async_write(s, res, kTuple);
+    beast::error_code ignored;
+    s.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
   static awaitable<void> accept_loop(Worker& w) {
     for (;;) {
       auto [ec, sock] = co_await w.acceptor->async_accept(kTuple);
@@ -64,6 +97,11 @@ struct ProxyServer::Impl {
       }
       beast::error_code ignored;
       sock.set_option(tcp::no_delay(true), ignored);
+      if (w.svc.connections.load() >= w.svc.cfg.max_connections) {
+        w.svc.metrics.connections_refused++;
+        net::co_spawn(w.ioc, refuse_connection(std::move(sock)), net::detached);
+        continue;
+      }
       net::co_spawn(w.ioc, run_session(w, std::move(sock)), [](const std::exception_ptr& e) {
         if (!e) return;
         try {

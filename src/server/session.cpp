@@ -84,6 +84,34 @@ struct InFlight {
   std::atomic<std::int64_t>& n;
 };
 
+using RequestParser = http::request_parser<http::string_body>;
+
+// Reads the request head (head_only) or the rest of the request, charging the bytes the connection
+// holds (its read buffer and the body) to the server-wide budget as they grow. no_buffer_space: the
+// budget is spent.
+awaitable<beast::error_code> read_charged(ClientConn& c, RequestParser& p, BudgetHold& held, bool head_only) {
+  for (;;) {
+    if (head_only ? p.is_header_done() : p.is_done()) co_return beast::error_code{};
+    auto [ec, n] = co_await http::async_read_some(c.stream, c.buffer, p, kTuple);
+    if (!held.hold(c.buffer.capacity() + p.get().body().capacity()))
+      co_return make_error_code(boost::system::errc::no_buffer_space);
+    if (ec) co_return ec;
+  }
+}
+
+HttpError server_busy() {
+  return HttpError::unavailable("The server holds too much request data right now; retry shortly", "server_busy", false)
+      .with_header(http::field::retry_after, "1");
+}
+
+struct ConnectionCount {
+  explicit ConnectionCount(std::atomic<std::size_t>& c) : n(c) { n++; }
+  ConnectionCount(const ConnectionCount&) = delete;
+  ConnectionCount& operator=(const ConnectionCount&) = delete;
+  ~ConnectionCount() { n--; }
+  std::atomic<std::size_t>& n;
+};
+
 awaitable<bool> dispatch(Call& call) {
   if (call.route.handling != Handling::Local) co_return co_await relay(call);
   Response res = co_await call.route.handler(call);
@@ -100,24 +128,30 @@ awaitable<bool> send_response(Call& call, Response res) {
 
 awaitable<void> run_session(Worker& w, tcp::socket socket) {
   const auto& cfg = w.svc.cfg;
+  ConnectionCount counted(w.svc.connections);
   ClientConn c(std::move(socket));
   bool linger = false;  // close with a lingering drain: the client may still be sending
   for (;;) {
     if (w.svc.draining) break;
-    http::request_parser<http::string_body> parser;
+    if (c.buffer.size() == 0) c.buffer.shrink_to_fit();  // an idle connection keeps no large buffer
+    RequestParser parser;
     parser.header_limit(64 * 1024);
     parser.body_limit(cfg.max_body_bytes);
+    BudgetHold held(w.svc.buffered);
     c.stream.expires_after(cfg.client_timeout);
     w.idle.insert(&c.stream);
-    auto [hec, hn] = co_await http::async_read_header(c.stream, c.buffer, parser, kTuple);
+    const auto hec = co_await read_charged(c, parser, held, true);
     w.idle.erase(&c.stream);
     const auto t0 = Clock::now();
     InFlight in_flight(w.svc.requests_inflight);
     if (hec) {
       std::optional<HttpError> e;
-      if (hec == http::error::body_limit)  // Beast checks a declared Content-Length while reading the head
+      if (hec == boost::system::errc::no_buffer_space) {
+        w.svc.metrics.buffer_full_rejections++;
+        e = server_busy();
+      } else if (hec == http::error::body_limit) {  // Beast checks a declared Content-Length with the head
         e = HttpError::payload_too_large(cfg.max_body_bytes);
-      else if (is_malformed(hec))
+      } else if (is_malformed(hec))
         e = HttpError::malformed_http(hec.message());
       if (e) {
         co_await write_counted(w, c, e->render(false), other_metric(), t0);
@@ -157,16 +191,26 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
       continue;
     }
 
-    if (iequals(head[http::field::expect], "100-continue")) {
-      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [cec, cn] = co_await net::async_write(c.stream, net::buffer(k100), kTuple);
-      if (cec) break;
+    // A declared body is charged before it is read (and before 100 Continue invites it): refused at
+    // once when the budget cannot hold it.
+    beast::error_code bec;
+    if (auto cl = parser.content_length(); cl && !held.hold(c.buffer.capacity() + *cl)) {
+      bec = make_error_code(boost::system::errc::no_buffer_space);
+    } else {
+      if (iequals(head[http::field::expect], "100-continue")) {
+        static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto [cec, cn] = co_await net::async_write(c.stream, net::buffer(k100), kTuple);
+        if (cec) break;
+      }
+      bec = co_await read_charged(c, parser, held, false);
     }
-    auto [bec, bn] = co_await http::async_read(c.stream, c.buffer, parser, kTuple);
     c.stream.expires_never();
     if (bec) {
       std::optional<HttpError> e;
-      if (bec == http::error::body_limit)
+      if (bec == boost::system::errc::no_buffer_space) {
+        w.svc.metrics.buffer_full_rejections++;
+        e = server_busy();
+      } else if (bec == http::error::body_limit)
         e = HttpError::payload_too_large(cfg.max_body_bytes);
       else if (is_malformed(bec))
         e = HttpError::malformed_http(bec.message());

@@ -9,6 +9,9 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -30,6 +33,7 @@
 #include "server/config.hpp"
 #include "server/proxy.hpp"
 #include "server/response_signer.hpp"
+#include "tee/agent.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -54,7 +58,11 @@ std::string hex_sha256(std::string_view s) { return pi::to_hex(pi::crypto::sha25
 
 class Client {
  public:
-  explicit Client(unsigned short port) : stream_(ioc_) {
+  explicit Client(unsigned short port, const std::string& local_address = {}) : stream_(ioc_) {
+    if (!local_address.empty()) {  // another loopback address: another client for per-client shares
+      stream_.socket().open(tcp::v4());
+      stream_.socket().bind(tcp::endpoint(net::ip::make_address(local_address), 0));
+    }
     auto ec = run([&](auto h) { stream_.async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), h); });
     if (ec) throw std::runtime_error("connect to the proxy failed: " + ec.message());
   }
@@ -1061,6 +1069,101 @@ TEST_F(Proxy, DrainCutsWhatOutlastsTheGracePeriod) {
   EXPECT_GE(took, 250ms);
   EXPECT_LT(took, 3s);
   proxy.reset();
+}
+
+// A TEE agent that takes its time (as a real quote does, ~100 ms and more): attestations overlap.
+class SlowAgent final : public pi::tee::TeeAgent {
+ public:
+  std::string describe() const override { return "slow-test-agent"; }
+  net::awaitable<pi::tee::QuoteResult> get_quote(pi::ByteView report_data) override {
+    net::steady_timer t(co_await net::this_coro::executor, 150ms);
+    co_await t.async_wait(net::use_awaitable);
+    pi::tee::QuoteResult q;
+    q.quote_hex = pi::to_hex(report_data);
+    q.event_log = "[]";
+    co_return q;
+  }
+  net::awaitable<json::object> info() override { co_return json::object{}; }
+};
+
+TEST_F(Proxy, LoopingAttestationClientsCannotStarveAPoliteOne) {
+  pi::server::TeeContext tee;
+  tee.agent = std::make_shared<SlowAgent>();
+  start({}, tee);
+  std::atomic<bool> stop_loops{false};
+  std::atomic<int> looped{0}, refused{0};
+  std::vector<std::thread> loops;
+  for (int i = 0; i < 32; ++i)
+    loops.emplace_back([&] {
+      while (!stop_loops) {
+        try {
+          auto r = Client(port).request(make_request(http::verb::get, "/v1/attestation/report"));
+          (r.result_int() == 429 ? refused : looped)++;
+        } catch (const std::exception&) {
+        }
+      }
+    });
+  std::this_thread::sleep_for(300ms);  // the loops fill the server
+  int first_try = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    int tries = 0;
+    unsigned status = 0;
+    while (tries < 2 && status != 200) {
+      ++tries;
+      status = Client(port, "127.0.0.2").request(make_request(http::verb::get, "/v1/attestation/report")).result_int();
+      if (status != 200) std::this_thread::sleep_for(1s);  // honours Retry-After: 1
+    }
+    EXPECT_EQ(status, 200u) << "the polite client was starved on attempt " << attempt;
+    if (tries == 1) ++first_try;
+    std::this_thread::sleep_for(200ms);
+  }
+  stop_loops = true;
+  for (auto& t : loops) t.join();
+  EXPECT_GT(refused.load(), 0) << "the loops never hit their share: the test proves nothing";
+  EXPECT_EQ(first_try, 5);
+}
+
+TEST_F(Proxy, ConnectionsOverTheCapGet503AndClose) {
+  start([](auto& c) { c.max_connections = 2; });
+  Client a(port), b(port);
+  ASSERT_EQ(a.request(make_request(http::verb::get, "/version")).result_int(), 200u);
+  ASSERT_EQ(b.request(make_request(http::verb::get, "/version")).result_int(), 200u);
+  Client third(port);
+  Response res;
+  ASSERT_FALSE(third.write(make_request(http::verb::get, "/version")));
+  ASSERT_FALSE(third.read(res));
+  expect_error(res, 503, "too_many_connections");
+  EXPECT_EQ(res[http::field::retry_after], "1");
+}
+
+TEST_F(Proxy, RequestBytesOverTheBufferBudgetGet503) {
+  start([](auto& c) {
+    c.tokens = {"tok-a"};
+    c.max_buffered_bytes = 256u << 10;
+  });
+  // Declared too large for what is left: refused before a body byte is read.
+  Client c(port);
+  ASSERT_FALSE(
+      c.write_raw("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-a\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 400000\r\n\r\n"));
+  Response res;
+  ASSERT_FALSE(c.read(res, 2s));
+  expect_error(res, 503, "server_busy");
+  EXPECT_FALSE(res.keep_alive());
+  // Chunked bodies are charged as they grow.
+  Client d(port);
+  std::string chunk(100000, ' ');
+  std::string raw =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-a\r\nContent-Type: "
+      "application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 4; ++i) raw += "186a0\r\n" + chunk + "\r\n";
+  ASSERT_FALSE(d.write_raw(raw));
+  Response res2;
+  ASSERT_FALSE(d.read(res2, 2s));
+  expect_error(res2, 503, "server_busy");
+  EXPECT_EQ(engine.request_count(), 0u);
+  // The budget came back: a normal request is served.
+  EXPECT_EQ(chat(R"({"model":"m"})", "tok-a").result_int(), 200u);
 }
 
 TEST_F(Proxy, BadPercentEncodingIs400) {
