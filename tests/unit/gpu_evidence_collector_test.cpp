@@ -73,6 +73,9 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
   auto o = opts();
   o.max_fresh = 4;
   o.timeout = std::chrono::seconds(30);
+  // Declared before the collector so that it outlives the collector's NVML thread: that thread's last post()
+  // to it may still be signalling the io_context when run() has already returned here (TSan).
+  boost::asio::io_context io(4);
   GpuEvidenceCollector col(o);
   ASSERT_TRUE(col.available()) << col.load_error();
   probe.reset();
@@ -83,7 +86,6 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
   for (int i = 0; i < 100; ++i) nonces.push_back(shared_nonce);
   for (int i = 0; i < 100; ++i) nonces.push_back(random_nonce());
   std::vector<GpuEvidenceResult> results(nonces.size());
-  boost::asio::io_context io(4);
   for (std::size_t i = 0; i < nonces.size(); ++i) {
     boost::asio::co_spawn(
         io,
