@@ -28,9 +28,7 @@ using pi::tee::GpuEvidenceOptions;
 using pi::tee::GpuEvidenceResult;
 using pi::tee::GpuEvidenceStatus;
 
-using pi::testsupport::kSimVars;
 using pi::testsupport::random_nonce;
-using pi::testsupport::read_text;
 using pi::testsupport::sim_lib_path;
 
 // The simulator's own counters, read through dlsym on the same (already loaded) library.
@@ -83,6 +81,7 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
   // 100 requests for one nonce (must share), 100 requests with fresh nonces (most must be rejected: pool of 4).
   const auto shared_nonce = random_nonce();
   std::vector<pi::protocol::Nonce> nonces;
+  nonces.reserve(200);
   for (int i = 0; i < 100; ++i) nonces.push_back(shared_nonce);
   for (int i = 0; i < 100; ++i) nonces.push_back(random_nonce());
   std::vector<GpuEvidenceResult> results(nonces.size());
@@ -95,6 +94,7 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
         boost::asio::detached);
   }
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) threads.emplace_back([&io] { io.run(); });
   for (auto& t : threads) t.join();
 
@@ -151,6 +151,7 @@ TEST_F(GpuEvidenceCollectorTest, BlockingCallersFromManyThreadsAreSerialisedToo)
   std::vector<std::thread> threads;
   std::mutex mu;
   std::size_t ok = 0, busy = 0;
+  threads.reserve(32);
   for (int t = 0; t < 32; ++t) {
     threads.emplace_back([&] {
       for (int k = 0; k < 3; ++k) {
