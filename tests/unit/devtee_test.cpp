@@ -389,7 +389,8 @@ TEST(DevTeeFixture, LoadsBothShapesAndRejectsBadFiles) {
   std::ofstream(dir.file("short.json")) << R"({"quote":"0400020081000000","event_log":"[]"})";
   EXPECT_THROW(pi::devtee::load_fixture(dir.file("short.json")), std::runtime_error);
   // An SGX quote (tee_type 0) is not a TD quote.
-  std::ofstream(dir.file("sgx.json")) << R"({"quote":")" << std::string(2 * 700, '0') << R"(","event_log":"[]"})";
+  std::ofstream(dir.file("sgx.json")) << R"({"quote":")" << std::string(std::size_t{2} * 700, '0')
+                                      << R"(","event_log":"[]"})";
   EXPECT_THROW(pi::devtee::load_fixture(dir.file("sgx.json")), std::runtime_error);
 }
 
@@ -425,6 +426,7 @@ TEST(DevTeeProcess, ServesOverItsSocketAndCleansUpOnSigterm) {
   std::vector<std::string> args = {exe.string(), "dev-tee",         "--socket",  sock,
                                    "--state",    dir.file("state"), "--fixture", kFixture};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;

@@ -28,9 +28,7 @@ using pi::tee::GpuEvidenceOptions;
 using pi::tee::GpuEvidenceResult;
 using pi::tee::GpuEvidenceStatus;
 
-using pi::testsupport::kSimVars;
 using pi::testsupport::random_nonce;
-using pi::testsupport::read_text;
 using pi::testsupport::sim_lib_path;
 
 // The simulator's own counters, read through dlsym on the same (already loaded) library.
@@ -73,6 +71,9 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
   auto o = opts();
   o.max_fresh = 4;
   o.timeout = std::chrono::seconds(30);
+  // Declared before the collector so that it outlives the collector's NVML thread: that thread's last post()
+  // to it may still be signalling the io_context when run() has already returned here (TSan).
+  boost::asio::io_context io(4);
   GpuEvidenceCollector col(o);
   ASSERT_TRUE(col.available()) << col.load_error();
   probe.reset();
@@ -80,10 +81,10 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
   // 100 requests for one nonce (must share), 100 requests with fresh nonces (most must be rejected: pool of 4).
   const auto shared_nonce = random_nonce();
   std::vector<pi::protocol::Nonce> nonces;
+  nonces.reserve(200);
   for (int i = 0; i < 100; ++i) nonces.push_back(shared_nonce);
   for (int i = 0; i < 100; ++i) nonces.push_back(random_nonce());
   std::vector<GpuEvidenceResult> results(nonces.size());
-  boost::asio::io_context io(4);
   for (std::size_t i = 0; i < nonces.size(); ++i) {
     boost::asio::co_spawn(
         io,
@@ -93,6 +94,7 @@ TEST_F(GpuEvidenceCollectorTest, TwoHundredConcurrentRequestsNeverRunNvmlConcurr
         boost::asio::detached);
   }
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) threads.emplace_back([&io] { io.run(); });
   for (auto& t : threads) t.join();
 
@@ -149,6 +151,7 @@ TEST_F(GpuEvidenceCollectorTest, BlockingCallersFromManyThreadsAreSerialisedToo)
   std::vector<std::thread> threads;
   std::mutex mu;
   std::size_t ok = 0, busy = 0;
+  threads.reserve(32);
   for (int t = 0; t < 32; ++t) {
     threads.emplace_back([&] {
       for (int k = 0; k < 3; ++k) {

@@ -24,7 +24,6 @@ using pi::tee::NvmlErrorKind;
 using pi::tee::NvmlLibrary;
 using pi::verify::Status;
 
-using pi::testsupport::kSimVars;
 using pi::testsupport::random_nonce;
 using pi::testsupport::read_text;
 using pi::testsupport::sim_lib_path;

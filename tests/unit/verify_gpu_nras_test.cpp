@@ -45,7 +45,7 @@ std::string digest_of(const std::string& token) { return pi::to_hex(pi::crypto::
 
 // [["JWT", overall], {"GPU-0": detached}] built from nvtrust's recorded NRAS claim sets.
 boost::json::value make_answer(const Signer& s, const std::string& detached_token,
-                               std::optional<std::string> digest_override = std::nullopt,
+                               const std::optional<std::string>& digest_override = std::nullopt,
                                std::optional<std::string> overall_nonce = std::nullopt) {
   auto overall = json_fixture("nvtrust_claims_overall_claims_remote.json");
   overall["submods"] = boost::json::object{
