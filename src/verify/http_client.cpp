@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "protocol/url.hpp"
+
 namespace pi::verify {
 namespace {
 
@@ -113,27 +115,7 @@ asio::awaitable<void> run(Url u, const HttpRequest& r, HttpResponse& out) {
 
 }  // namespace
 
-std::string url_decode(std::string_view s) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int h = hex(s[i + 1]), l = hex(s[i + 2]);
-      if (h >= 0 && l >= 0) {
-        out += static_cast<char>(h * 16 + l);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
+std::string url_decode(std::string_view s) { return protocol::percent_decode(s, false).value_or(std::string(s)); }
 
 HttpResponse http_request(std::string_view url, const HttpRequest& r) {
   Url u = parse_url(url);
