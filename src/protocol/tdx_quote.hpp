@@ -43,8 +43,8 @@ inline constexpr std::uint16_t kAttestationKeyEcdsaP256 = 2;
 namespace header {
 inline constexpr Field kVersion{0, 2};
 inline constexpr Field kAttestationKeyType{2, 2};
-inline constexpr Field kTeeType{4, 4};    // v3: reserved (zero = SGX)
-inline constexpr Field kReserved{8, 4};   // v3: QE SVN ‖ PCE SVN
+inline constexpr Field kTeeType{4, 4};   // v3: reserved (zero = SGX)
+inline constexpr Field kReserved{8, 4};  // v3: QE SVN ‖ PCE SVN
 inline constexpr Field kQeVendorId{12, 16};
 inline constexpr Field kUserData{28, 20};
 inline constexpr std::size_t kSize = 48;
@@ -96,10 +96,10 @@ inline constexpr std::size_t kSize = 384;  // every byte not named above is rese
 
 // Signature data (after the u32 signature-data size).
 namespace signature_data {
-inline constexpr Field kQuoteSignature{0, 64};  // r ‖ s over header ‖ [body descriptor] ‖ body
+inline constexpr Field kQuoteSignature{0, 64};   // r ‖ s over header ‖ [body descriptor] ‖ body
 inline constexpr Field kAttestationKey{64, 64};  // x ‖ y (P-256)
 inline constexpr std::size_t kCertDataOffset = 128;
-inline constexpr std::uint16_t kCertPckChain = 5;       // PCK certificate chain (PEM)
+inline constexpr std::uint16_t kCertPckChain = 5;      // PCK certificate chain (PEM)
 inline constexpr std::uint16_t kCertQeReportData = 6;  // QE report certification data
 }  // namespace signature_data
 

@@ -218,7 +218,7 @@ TEST(TdxLayout, EveryVersionAndBodyRoundTrips) {
 }
 
 TEST(TdxLayout, SerializeRefusesLayoutsThatDoNotExist) {
-  EXPECT_THROW(tdx::serialize_quote(synthetic_quote(4, true, true)), std::invalid_argument);   // v4 has no TD 1.5
+  EXPECT_THROW(tdx::serialize_quote(synthetic_quote(4, true, true)), std::invalid_argument);    // v4 has no TD 1.5
   EXPECT_THROW(tdx::serialize_quote(synthetic_quote(4, false, false)), std::invalid_argument);  // v4 is TDX only
   EXPECT_THROW(tdx::serialize_quote(synthetic_quote(3, true, false)), std::invalid_argument);   // v3 is SGX only
   EXPECT_THROW(tdx::serialize_quote(synthetic_quote(6, true, false)), std::invalid_argument);
