@@ -15,9 +15,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/string.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
@@ -30,10 +27,10 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
-#include <tuple>
 
 #include "crypto/eth.hpp"
 #include "crypto/random.hpp"
+#include "net/http_io.hpp"
 #include "protocol/tdx_quote.hpp"
 #include "protocol/url.hpp"
 #include "version.hpp"
@@ -433,24 +430,15 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       http::request_parser<http::string_body> parser;
       parser.body_limit(self->opts.body_limit);
       stream.expires_after(self->opts.idle_timeout);
-      auto [ec, n] = co_await http::async_read_header(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
-      if (!ec && !parser.is_done()) {
-        // curl sends "Expect: 100-continue" for larger bodies and waits for this before sending them.
-        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-          http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
-          std::tie(ec, n) = co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
-        }
-        if (!ec) std::tie(ec, n) = co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
-      }
+      auto [read, ec] = co_await net::async_read_request(stream, buf, parser);
       http::response<http::string_body> res;
       bool keep_alive = false;
-      if (ec == http::error::body_limit) {
+      if (read == net::RequestRead::TooLarge) {
         res = make_response(413, 11, false,
                             error_body("request body larger than " + std::to_string(self->opts.body_limit) + " bytes"));
-      } else if (ec && ec.category() == beast::http::make_error_code(http::error::end_of_stream).category() &&
-                 ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      } else if (read == net::RequestRead::Malformed) {
         res = make_response(400, 11, false, error_body("malformed HTTP request: " + ec.message()));
-      } else if (ec) {
+      } else if (read == net::RequestRead::Closed) {
         break;  // closed, timed out or aborted
       } else {
         const auto& req = parser.get();

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "net/http_io.hpp"
 #include "protocol/url.hpp"
 
 namespace pi::verify {
@@ -70,12 +71,7 @@ asio::awaitable<void> exchange(Stream& s, const Url& u, const HttpRequest& r, Ht
     req.body() = r.body;
     req.prepare_payload();
   }
-  co_await http::async_write(s, req, asio::use_awaitable);
-  beast::flat_buffer buf;
-  http::response_parser<http::string_body> p;
-  p.body_limit(r.body_limit);
-  co_await http::async_read(s, buf, p, asio::use_awaitable);
-  auto& res = p.get();
+  auto res = co_await net::async_exchange(s, req, r.body_limit);
   out.status = static_cast<int>(res.result_int());
   out.body = std::move(res.body());
   for (const auto& f : res) {
