@@ -15,9 +15,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/string.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
@@ -30,10 +27,12 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
-#include <tuple>
 
 #include "crypto/eth.hpp"
 #include "crypto/random.hpp"
+#include "net/http_io.hpp"
+#include "protocol/tdx_quote.hpp"
+#include "protocol/url.hpp"
 #include "version.hpp"
 
 namespace pi::devtee {
@@ -50,31 +49,13 @@ namespace {
 constexpr std::size_t kMaxFixtureBytes = std::size_t{64} << 20;
 constexpr std::size_t kReportDataLen = 64;
 
-std::uint32_t le16(const Bytes& b, std::size_t at) { return b[at] | (b[at + 1] << 8); }
-std::uint32_t le32(const Bytes& b, std::size_t at) {
-  return b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (static_cast<std::uint32_t>(b[at + 3]) << 24);
-}
-
-// REPORTDATA offset of a TDX quote: v4 = 48-byte header + TD report body (REPORTDATA at body offset 520);
-// v5 = header + 2-byte body type + 4-byte body size, then the TD report body (TDX 1.0 or 1.5).
+// Where REPORTDATA sits in the recorded quote (TDX v4 or v5), by the one quote layout.
 std::size_t report_data_offset_of(const Bytes& q, const std::string& path) {
-  constexpr std::size_t kHeader = 48, kRdInBody = 520, kBody10 = 584;
-  if (q.size() < kHeader) throw std::runtime_error("fixture " + path + ": quote is shorter than a quote header");
-  const auto version = le16(q, 0);
-  if (le32(q, 4) != 0x81) throw std::runtime_error("fixture " + path + ": quote is not a TDX quote (tee_type != 0x81)");
-  std::size_t body = 0;
-  if (version == 4) {
-    body = kHeader;
-  } else if (version == 5) {
-    if (q.size() < kHeader + 6) throw std::runtime_error("fixture " + path + ": truncated v5 quote");
-    const auto type = le16(q, kHeader);
-    if (type != 2 && type != 3) throw std::runtime_error("fixture " + path + ": v5 quote body is not a TD report");
-    body = kHeader + 6;
-  } else {
-    throw std::runtime_error("fixture " + path + ": unsupported quote version " + std::to_string(version));
+  try {
+    return protocol::tdx::report_data_offset(q);
+  } catch (const protocol::tdx::QuoteParseError& e) {
+    throw std::runtime_error("fixture " + path + ": " + e.what());
   }
-  if (q.size() < body + kBody10) throw std::runtime_error("fixture " + path + ": quote too short for a TD report");
-  return body + kRdInBody;
 }
 
 std::string string_or_json(const json::object& o, std::string_view key) {
@@ -93,45 +74,12 @@ std::string error_body(std::string_view message) {
 
 Reply error_reply(unsigned status, std::string_view message) { return {status, error_body(message)}; }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      const int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-// Query parameters as a JSON object of strings; nullopt on a bad %-escape.
+// Query parameters as a JSON object of strings (a repeated key: the last wins); nullopt on a bad %-escape.
 std::optional<json::object> parse_query(std::string_view q) {
+  auto pairs = protocol::parse_query(q);
+  if (!pairs) return std::nullopt;
   json::object args;
-  while (!q.empty()) {
-    const auto amp = q.find('&');
-    std::string_view pair = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
-    if (pair.empty()) continue;
-    const auto eq = pair.find('=');
-    auto key = percent_decode(pair.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
-    if (!key || !value) return std::nullopt;
-    args[*key] = *value;
-  }
+  for (auto& [k, v] : *pairs) args[k] = std::move(v);
   return args;
 }
 
@@ -482,24 +430,15 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       http::request_parser<http::string_body> parser;
       parser.body_limit(self->opts.body_limit);
       stream.expires_after(self->opts.idle_timeout);
-      auto [ec, n] = co_await http::async_read_header(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
-      if (!ec && !parser.is_done()) {
-        // curl sends "Expect: 100-continue" for larger bodies and waits for this before sending them.
-        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-          http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
-          std::tie(ec, n) = co_await http::async_write(stream, cont, asio::as_tuple(asio::use_awaitable));
-        }
-        if (!ec) std::tie(ec, n) = co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
-      }
+      auto [read, ec] = co_await net::async_read_request(stream, buf, parser);
       http::response<http::string_body> res;
       bool keep_alive = false;
-      if (ec == http::error::body_limit) {
+      if (read == net::RequestRead::TooLarge) {
         res = make_response(413, 11, false,
                             error_body("request body larger than " + std::to_string(self->opts.body_limit) + " bytes"));
-      } else if (ec && ec.category() == beast::http::make_error_code(http::error::end_of_stream).category() &&
-                 ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      } else if (read == net::RequestRead::Malformed) {
         res = make_response(400, 11, false, error_body("malformed HTTP request: " + ec.message()));
-      } else if (ec) {
+      } else if (read == net::RequestRead::Closed) {
         break;  // closed, timed out or aborted
       } else {
         const auto& req = parser.get();

@@ -1,69 +1,47 @@
 #include "devtee/sim_quote.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cstring>
+
+#include "protocol/event_log.hpp"
+#include "protocol/tdx_quote.hpp"
 
 namespace pi::devtee {
 namespace {
 
 namespace json = boost::json;
+namespace tdx = protocol::tdx;
+namespace evlog = protocol::event_log;
 
-constexpr std::uint8_t kIntelQeVendorId[16] = {0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
-                                               0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
-constexpr std::uint32_t kRuntimeEventType = 0x08000001;
-
-void put16(Bytes& b, std::uint16_t v) {
-  b.push_back(static_cast<std::uint8_t>(v));
-  b.push_back(static_cast<std::uint8_t>(v >> 8));
-}
-void put32(Bytes& b, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-}
-template <typename C>
-void put(Bytes& b, const C& c) {
-  b.insert(b.end(), std::begin(c), std::end(c));
-}
-void zeros(Bytes& b, std::size_t n) { b.insert(b.end(), n, 0); }
+constexpr std::array<std::uint8_t, 16> kIntelQeVendorId = {0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
+                                                           0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
 
 crypto::Digest48 label48(std::string_view label) { return crypto::sha384(as_bytes(label)); }
 
 SimEvent runtime_event(std::string name, Bytes payload) {
   SimEvent e;
-  e.imr = 3;
-  e.event_type = kRuntimeEventType;
+  e.imr = evlog::kRuntimeEventImr;
+  e.event_type = evlog::kDstackRuntimeEventType;
   e.event = std::move(name);
   e.payload = std::move(payload);
-  Bytes m;
-  put32(m, e.event_type);
-  m.push_back(':');
-  put(m, e.event);
-  m.push_back(':');
-  put(m, e.payload);
-  e.digest = crypto::sha384(m);
+  e.digest = evlog::runtime_event_digest(e.event_type, e.event, e.payload);
   return e;
 }
 
 Bytes text_bytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 // SGX report body of the simulated TD quoting enclave.
-Bytes qe_report(const std::array<std::uint8_t, 32>& report_data_hash) {
-  Bytes r;
-  std::array<std::uint8_t, 16> cpu_svn{};
-  std::copy(kSimCpuSvn.begin(), kSimCpuSvn.end(), cpu_svn.begin());
-  put(r, cpu_svn);
-  put32(r, 0);  // misc_select
-  zeros(r, 28);
-  std::array<std::uint8_t, 16> attributes{0x11};  // INIT | MODE64BIT, not DEBUG
-  put(r, attributes);
-  put(r, crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee QE mrenclave"))));
-  zeros(r, 32);
-  put(r, sim_qe_mr_signer());
-  zeros(r, 96);
-  put16(r, kSimQeIsvProdId);
-  put16(r, kSimQeIsvSvn);
-  zeros(r, 60);
-  put(r, report_data_hash);
-  zeros(r, 32);
+tdx::EnclaveReport qe_report(const std::array<std::uint8_t, 32>& report_data_hash) {
+  tdx::EnclaveReport r;
+  std::copy(kSimCpuSvn.begin(), kSimCpuSvn.end(), r.cpu_svn.begin());
+  r.attributes[0] = 0x11;  // INIT | MODE64BIT, not DEBUG
+  r.mr_enclave = crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee QE mrenclave")));
+  r.mr_signer = sim_qe_mr_signer();
+  r.isv_prod_id = kSimQeIsvProdId;
+  r.isv_svn = kSimQeIsvSvn;
+  std::copy(report_data_hash.begin(), report_data_hash.end(), r.report_data.begin());
+  r.raw = tdx::serialize_enclave_report(r);
   return r;
 }
 
@@ -117,12 +95,10 @@ std::vector<SimEvent> sim_event_log(const std::string& app_compose) {
 SimMeasurements sim_measurements(const std::vector<SimEvent>& events) {
   SimMeasurements m;
   m.mrtd = label48("SIMULATED dev-tee MRTD");
-  for (const auto& e : events) {
-    if (e.imr > 3) continue;
-    Bytes buf(m.rtmr[e.imr].begin(), m.rtmr[e.imr].end());
-    put(buf, e.digest);
-    m.rtmr[e.imr] = crypto::sha384(buf);
-  }
+  std::vector<evlog::Measurement> measured;
+  measured.reserve(events.size());
+  for (const auto& e : events) measured.push_back({e.imr, e.digest});
+  m.rtmr = evlog::replay(measured);
   return m;
 }
 
@@ -138,64 +114,34 @@ std::string event_log_json(const std::vector<SimEvent>& events) {
 }
 
 Bytes build_sim_quote(const TestPki& pki, const SimMeasurements& m, const std::array<std::uint8_t, 64>& report_data) {
-  Bytes q;
-  // header
-  put16(q, 4);               // version
-  put16(q, 2);               // attestation key type: ECDSA-256-with-P-256
-  put32(q, 0x00000081);      // TEE type: TDX
-  put16(q, 0);               // reserved
-  put16(q, 0);               // reserved
-  put(q, kIntelQeVendorId);  // QE vendor id
-  std::array<std::uint8_t, 20> user_data{};
-  std::memcpy(user_data.data(), "SIMULATED dev-tee", 17);
-  put(q, user_data);
-  // TD report body (TD 1.0)
-  put(q, kSimTeeTcbSvn);
-  put(q, label48("SIMULATED dev-tee MRSEAM"));                           // mr_seam
-  zeros(q, 48);                                                          // mr_signer_seam (Intel's module: zero)
-  zeros(q, 8);                                                           // seam_attributes
-  std::array<std::uint8_t, 8> td_attributes{0, 0, 0, 0x10, 0, 0, 0, 0};  // SEPT_VE_DISABLE, not DEBUG
-  put(q, td_attributes);
-  std::array<std::uint8_t, 8> xfam{0xe7, 0x02, 0x06, 0, 0, 0, 0, 0};
-  put(q, xfam);
-  put(q, m.mrtd);
-  zeros(q, std::size_t{48} * 3);  // mr_config_id, mr_owner, mr_owner_config
-  for (const auto& r : m.rtmr) put(q, r);
-  put(q, report_data);
-  const std::size_t signed_len = q.size();  // 48 + 584
+  tdx::Quote q;
+  q.version = 4;
+  q.attestation_key_type = tdx::kAttestationKeyEcdsaP256;
+  q.tee_type = tdx::kTeeTypeTdx;
+  q.qe_vendor_id = kIntelQeVendorId;
+  std::memcpy(q.user_data.data(), "SIMULATED dev-tee", 17);
+  // TD report body (TD 1.0); fields not set here stay zero (mr_signer_seam: Intel's module)
+  q.td.tee_tcb_svn = kSimTeeTcbSvn;
+  q.td.mr_seam = label48("SIMULATED dev-tee MRSEAM");
+  q.td.td_attributes = {0, 0, 0, 0x10, 0, 0, 0, 0};  // SEPT_VE_DISABLE, not DEBUG
+  q.td.xfam = {0xe7, 0x02, 0x06, 0, 0, 0, 0, 0};
+  q.td.mr_td = m.mrtd;
+  q.td.rtmr = m.rtmr;
+  q.td.report_data = report_data;
 
-  auto ak_pub = p256_public_raw(pki.attestation_key_pem);
-  auto quote_sig = sign_p256_raw(pki.attestation_key_pem, ByteView(q.data(), signed_len));
+  q.attestation_key = p256_public_raw(pki.attestation_key_pem);
+  q.quote_signature = sign_p256_raw(pki.attestation_key_pem, tdx::serialize_signed_part(q));
 
   // 32 bytes, as Intel's QE produces (dcap-qvl rejects other lengths)
-  Bytes qe_auth = text_bytes("SIMULATED dev-tee QE auth data..");
+  q.qe_auth_data = text_bytes("SIMULATED dev-tee QE auth data..");
   static_assert(sizeof("SIMULATED dev-tee QE auth data..") - 1 == 32);
-  Bytes h;
-  put(h, ak_pub);
-  put(h, qe_auth);
-  Bytes qe_rep = qe_report(crypto::sha256(h));
-  auto qe_sig = sign_p256_raw(pki.pck_key_pem, qe_rep);
-  std::string chain = pki.pck_chain_pem();
-
-  Bytes inner;
-  put(inner, qe_rep);
-  put(inner, qe_sig);
-  put16(inner, static_cast<std::uint16_t>(qe_auth.size()));
-  put(inner, qe_auth);
-  put16(inner, 5);  // PCK certificate chain
-  put32(inner, static_cast<std::uint32_t>(chain.size()));
-  put(inner, chain);
-
-  Bytes sig;
-  put(sig, quote_sig);
-  put(sig, ak_pub);
-  put16(sig, 6);  // QE report certification data
-  put32(sig, static_cast<std::uint32_t>(inner.size()));
-  put(sig, inner);
-
-  put32(q, static_cast<std::uint32_t>(sig.size()));
-  put(q, sig);
-  return q;
+  Bytes h(q.attestation_key.begin(), q.attestation_key.end());
+  h.insert(h.end(), q.qe_auth_data.begin(), q.qe_auth_data.end());
+  q.qe_report = qe_report(crypto::sha256(h));
+  q.qe_report_signature = sign_p256_raw(pki.pck_key_pem, q.qe_report.raw);
+  q.cert_data_type = tdx::signature_data::kCertPckChain;
+  q.cert_data = text_bytes(pki.pck_chain_pem());
+  return tdx::serialize_quote(q);
 }
 
 SimEvidence make_sim_evidence(const TestPki& pki, const std::array<std::uint8_t, 64>& report_data,

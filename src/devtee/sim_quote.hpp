@@ -4,11 +4,10 @@
 // log in dstack's format whose replay gives exactly the quote's RTMRs and an Info whose app_compose
 // hashes to the compose-hash event. Verifies through the real DCAP path only with the TEST root.
 //
-// Quote layout (v4, TD 1.0): header (48) ‖ TD report body (584) ‖ u32 signature-data size ‖
-//   ECDSA r‖s by the attestation key over header‖body (64) ‖ attestation public key x‖y (64) ‖
-//   u16 type 6 ‖ u32 size ‖ [ QE report (384; report_data = sha256(att key ‖ QE auth) ‖ 0…) ‖
-//   QE report signature by the PCK key (64) ‖ u16 auth size ‖ QE auth data ‖ u16 type 5 ‖ u32 size ‖
-//   PCK chain PEM (leaf, PCK CA, root) ].
+// The quote is a TDX v4 (TD 1.0) quote in the one layout of protocol/tdx_quote.hpp: the attestation
+// key signs header ‖ body; the QE report's report_data = sha256(att key ‖ QE auth) ‖ 0…, signed by the
+// PCK key; certification data type 5 = PCK chain PEM (leaf, PCK CA, root). Event digests and RTMRs
+// follow protocol/event_log.hpp.
 #include <array>
 #include <boost/json/object.hpp>
 #include <cstdint>
@@ -42,9 +41,9 @@ struct SimMeasurements {
 
 // A small boot log: firmware/kernel events in RTMR0-2 (fixed, labelled simulated) and dstack runtime
 // events in RTMR3 (system-preparing, app-id, compose-hash = sha256(app_compose), instance-id,
-// boot-mr-done, os-image-hash, system-ready) with digest SHA384(u32_le(type) ‖ ":" ‖ event ‖ ":" ‖ payload).
+// boot-mr-done, os-image-hash, system-ready) with digest protocol::event_log::runtime_event_digest.
 std::vector<SimEvent> sim_event_log(const std::string& app_compose);
-// RTMRs from 48 zero bytes, rtmr[imr] = SHA384(rtmr[imr] ‖ digest); MRTD is a fixed test value.
+// RTMRs by protocol::event_log::replay; MRTD is a fixed test value.
 SimMeasurements sim_measurements(const std::vector<SimEvent>& events);
 // dstack's JSON array form: imr, event_type, digest (hex), event, event_payload (hex).
 std::string event_log_json(const std::vector<SimEvent>& events);

@@ -12,15 +12,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/core/basic_stream.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <cctype>
 #include <cstdlib>
 #include <memory>
+
+#include "net/http_io.hpp"
 
 namespace pi::tee {
 
@@ -80,16 +79,6 @@ std::string normalize_hex(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-template <class Stream>
-asio::awaitable<http::response<http::string_body>> exchange(Stream& stream, http::request<http::string_body>& req) {
-  co_await http::async_write(stream, req, asio::use_awaitable);
-  beast::flat_buffer buf;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBytes);
-  co_await http::async_read(stream, buf, parser, asio::use_awaitable);
-  co_return parser.release();
 }
 
 }  // namespace
@@ -181,7 +170,7 @@ asio::awaitable<std::string> DstackClient::call(std::string method, std::string 
       beast::basic_stream<asio::local::stream_protocol, asio::any_io_executor> stream(ex_);
       stream.expires_after(timeout_);
       co_await stream.async_connect(asio::local::stream_protocol::endpoint(ep_.path), asio::use_awaitable);
-      res = co_await exchange(stream, req);
+      res = co_await net::async_exchange(stream, req, kMaxResponseBytes);
       boost::system::error_code ignored;
       stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
     } else {
@@ -200,7 +189,7 @@ asio::awaitable<std::string> DstackClient::call(std::string method, std::string 
       beast::basic_stream<asio::ip::tcp, asio::any_io_executor> stream(ex_);
       stream.expires_at(deadline);
       co_await stream.async_connect(results, asio::use_awaitable);
-      res = co_await exchange(stream, req);
+      res = co_await net::async_exchange(stream, req, kMaxResponseBytes);
       boost::system::error_code ignored;
       stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
     }

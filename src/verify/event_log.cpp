@@ -37,16 +37,6 @@ Bytes as_hex(const json::object& e, std::string_view key, std::size_t index) {
   return *b;
 }
 
-crypto::Digest48 runtime_digest(const Event& e) {
-  Bytes m;
-  for (int i = 0; i < 4; ++i) m.push_back(static_cast<std::uint8_t>(e.event_type >> (8 * i)));
-  m.push_back(':');
-  m.insert(m.end(), e.event.begin(), e.event.end());
-  m.push_back(':');
-  m.insert(m.end(), e.payload.begin(), e.payload.end());
-  return crypto::sha384(ByteView(m));
-}
-
 }  // namespace
 
 std::vector<Event> parse_event_log(const json::value& log) {
@@ -76,13 +66,17 @@ Replay replay_event_log(const std::vector<Event>& events) {
   Replay r;
   for (std::size_t i = 0; i < events.size(); ++i) {
     const Event& e = events[i];
+    if (e.imr >= r.rtmr.size()) {
+      r.problems.push_back(fmt::format("event_log[{}] '{}': imr {} is not 0..3", i, e.event, e.imr));
+      continue;
+    }
     crypto::Digest48 d{};
     if (e.event_type == kDstackRuntimeEventType) {
-      d = runtime_digest(e);
+      d = protocol::event_log::runtime_event_digest(e.event_type, e.event, e.payload);
       ++r.recomputed;
       if (e.digest.empty()) {
         ++r.stripped;
-      } else if (!std::equal(d.begin(), d.end(), e.digest.begin())) {
+      } else if (e.digest.size() != d.size() || !std::equal(d.begin(), d.end(), e.digest.begin())) {
         r.problems.push_back(fmt::format("event_log[{}] '{}': logged digest does not match its content", i, e.event));
       }
     } else {
@@ -91,11 +85,14 @@ Replay replay_event_log(const std::vector<Event>& events) {
             fmt::format("event_log[{}] (type 0x{:08x}, imr {}) has no digest", i, e.event_type, e.imr));
         continue;
       }
+      if (e.digest.size() != d.size()) {
+        r.problems.push_back(fmt::format("event_log[{}] (type 0x{:08x}, imr {}): digest is {} bytes, not 48", i,
+                                         e.event_type, e.imr, e.digest.size()));
+        continue;
+      }
       std::copy(e.digest.begin(), e.digest.end(), d.begin());
     }
-    Bytes m(r.rtmr[e.imr].begin(), r.rtmr[e.imr].end());
-    m.insert(m.end(), d.begin(), d.end());
-    r.rtmr[e.imr] = crypto::sha384(ByteView(m));
+    protocol::event_log::extend_rtmr(r.rtmr[e.imr], d);
     ++r.events;
   }
   return r;

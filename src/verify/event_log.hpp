@@ -1,9 +1,7 @@
 #pragma once
-// dstack / TDX event-log replay.
+// dstack / TDX event-log parsing and replay, by the rule in protocol/event_log.hpp.
 //
-// Every RTMR starts as 48 zero bytes; for each event in order rtmr[imr] = SHA384(rtmr[imr] || digest).
-// For dstack runtime events (event_type 0x08000001, RTMR3) the digest is
-// SHA384(u32_le(event_type) || ":" || event || ":" || payload) — always recomputed, never trusted:
+// The digest of a dstack runtime event is always recomputed from its content, never trusted:
 // the newer "stripped" logs leave these digests empty, full logs must carry the recomputed value.
 #include <array>
 #include <cstdint>
@@ -15,10 +13,11 @@
 
 #include "crypto/bytes.hpp"
 #include "crypto/hash.hpp"
+#include "protocol/event_log.hpp"
 
 namespace pi::verify {
 
-inline constexpr std::uint32_t kDstackRuntimeEventType = 0x08000001;
+using protocol::event_log::kDstackRuntimeEventType;
 
 struct Event {
   std::uint32_t imr = 0;

@@ -12,6 +12,9 @@
 
 #include <fmt/format.h>
 
+#include "net/http_io.hpp"
+#include "protocol/url.hpp"
+
 namespace pi::verify {
 namespace {
 
@@ -68,12 +71,7 @@ asio::awaitable<void> exchange(Stream& s, const Url& u, const HttpRequest& r, Ht
     req.body() = r.body;
     req.prepare_payload();
   }
-  co_await http::async_write(s, req, asio::use_awaitable);
-  beast::flat_buffer buf;
-  http::response_parser<http::string_body> p;
-  p.body_limit(r.body_limit);
-  co_await http::async_read(s, buf, p, asio::use_awaitable);
-  auto& res = p.get();
+  auto res = co_await net::async_exchange(s, req, r.body_limit);
   out.status = static_cast<int>(res.result_int());
   out.body = std::move(res.body());
   for (const auto& f : res) {
@@ -113,27 +111,7 @@ asio::awaitable<void> run(Url u, const HttpRequest& r, HttpResponse& out) {
 
 }  // namespace
 
-std::string url_decode(std::string_view s) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int h = hex(s[i + 1]), l = hex(s[i + 2]);
-      if (h >= 0 && l >= 0) {
-        out += static_cast<char>(h * 16 + l);
-        i += 2;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
+std::string url_decode(std::string_view s) { return protocol::percent_decode(s, false).value_or(std::string(s)); }
 
 HttpResponse http_request(std::string_view url, const HttpRequest& r) {
   Url u = parse_url(url);

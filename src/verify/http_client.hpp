@@ -40,7 +40,9 @@ HttpResponse http_request(std::string_view url, const HttpRequest& req);
 HttpResponse http_get(std::string_view url, const std::vector<std::pair<std::string, std::string>>& headers = {},
                       int timeout_s = 30);
 
-// "%2D" → "-" etc. (Intel PCS sends issuer chains URL-encoded in headers).
+// "%2D" → "-" etc. (Intel PCS sends issuer chains URL-encoded in headers), by protocol::percent_decode
+// ('+' stays '+'). A value with a bad or truncated escape is returned unchanged: no header Intel sends
+// has one, and the PEM parser that reads the result then names the problem.
 std::string url_decode(std::string_view s);
 
 }  // namespace pi::verify
