@@ -79,7 +79,7 @@ std::optional<json::object> parse_query(std::string_view q) {
   auto pairs = protocol::parse_query(q);
   if (!pairs) return std::nullopt;
   json::object args;
-  for (auto& [k, v] : *pairs) args[k] = std::move(v);
+  for (const auto& [k, v] : *pairs) args[k] = v;
   return args;
 }
 
