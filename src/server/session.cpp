@@ -6,20 +6,36 @@
 #include <boost/asio/write.hpp>
 #include <boost/range/iterator_range.hpp>
 
+#include "net/http_io.hpp"
 #include "server/error.hpp"
 #include "server/relay.hpp"
 #include "server/routes.hpp"
 
 namespace pi::server {
 
+namespace net_io = pi::net;
+
 namespace {
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// A request the HTTP parser rejected (as opposed to a connection that ended or timed out).
-bool is_malformed(const beast::error_code& ec) {
-  return ec.category() == http::make_error_code(http::error::bad_target).category() &&
-         ec != http::error::end_of_stream && ec != http::error::partial_message;
+// The answer to a request that could not be read (nullopt: the connection just ends), by the rule
+// dev-tee's server shares (net/http_io.hpp); a spent buffer budget is ours.
+std::optional<HttpError> read_failure(const beast::error_code& ec, std::size_t max_body, Metrics& m) {
+  if (ec == boost::system::errc::no_buffer_space) {
+    m.buffer_full_rejections++;
+    return HttpError::unavailable("The server holds too much request data right now; retry shortly", "server_busy",
+                                  false)
+        .with_header(http::field::retry_after, "1");
+  }
+  switch (net_io::classify_request_error(ec)) {
+    case net_io::RequestRead::TooLarge:
+      return HttpError::payload_too_large(max_body);
+    case net_io::RequestRead::Malformed:
+      return HttpError::malformed_http(ec.message());
+    default:
+      return std::nullopt;
+  }
 }
 
 // RFC 9112 §6.3: a request whose final transfer coding is not chunked cannot be framed, and any
@@ -99,11 +115,6 @@ awaitable<beast::error_code> read_charged(ClientConn& c, RequestParser& p, Budge
   }
 }
 
-HttpError server_busy() {
-  return HttpError::unavailable("The server holds too much request data right now; retry shortly", "server_busy", false)
-      .with_header(http::field::retry_after, "1");
-}
-
 struct ConnectionCount {
   explicit ConnectionCount(std::atomic<std::size_t>& c) : n(c) { n++; }
   ConnectionCount(const ConnectionCount&) = delete;
@@ -145,14 +156,7 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
     const auto t0 = Clock::now();
     InFlight in_flight(w.svc.requests_inflight);
     if (hec) {
-      std::optional<HttpError> e;
-      if (hec == boost::system::errc::no_buffer_space) {
-        w.svc.metrics.buffer_full_rejections++;
-        e = server_busy();
-      } else if (hec == http::error::body_limit) {  // Beast checks a declared Content-Length with the head
-        e = HttpError::payload_too_large(cfg.max_body_bytes);
-      } else if (is_malformed(hec))
-        e = HttpError::malformed_http(hec.message());
+      auto e = read_failure(hec, cfg.max_body_bytes, w.svc.metrics);
       if (e) {
         co_await write_counted(w, c, e->render(false), other_metric(), t0);
         linger = true;
@@ -206,14 +210,7 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
     }
     c.stream.expires_never();
     if (bec) {
-      std::optional<HttpError> e;
-      if (bec == boost::system::errc::no_buffer_space) {
-        w.svc.metrics.buffer_full_rejections++;
-        e = server_busy();
-      } else if (bec == http::error::body_limit)
-        e = HttpError::payload_too_large(cfg.max_body_bytes);
-      else if (is_malformed(bec))
-        e = HttpError::malformed_http(bec.message());
+      auto e = read_failure(bec, cfg.max_body_bytes, w.svc.metrics);
       if (e) {
         co_await write_counted(w, c, e->render(false), match.route->metric, t0);
         linger = true;
