@@ -143,3 +143,151 @@ class MisbehavingEngine(TcpPeer):
         done = b"data: [DONE]\n\n"
         conn.sendall(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
         return rest[need:]
+
+
+class EngineRequest:
+    """One request as the stand-in engine received it."""
+
+    __slots__ = ("method", "target", "headers", "body", "authorized", "problem")
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes,
+                 authorized: bool, problem: str | None = None):
+        self.method, self.target, self.headers, self.body = method, target, headers, body
+        self.authorized, self.problem = authorized, problem
+
+    @property
+    def path(self) -> bytes:
+        return self.target.split(b"?", 1)[0]
+
+
+class CountingEngine(TcpPeer):
+    """A well-behaved stand-in engine that counts what reaches it (for the hostile-request campaign).
+
+    Answers every request (keep-alive, HTTP/1.1) with a small valid chat completion — or, when the body is a
+    JSON object with "stream": true, with an SSE stream of two events and `data: [DONE]` — and a text body
+    for GET /metrics. Records every request: method, target, headers, exact body bytes, and whether it
+    carried `Authorization: Bearer <api_key>` (the proxy's --backend-api-key, which tells the proxy's
+    requests apart from anything else). It never answers with an error: a request it cannot parse is
+    recorded with `problem` set, answered 200 all the same and its connection closed, so an error the
+    client sees is always one the proxy made.
+    """
+
+    MAX_HEAD = 1 << 20
+    MAX_BODY = 64 << 20
+
+    def __init__(self, api_key: str, completion: str):
+        self.api_key = api_key
+        self.completion = completion
+        self.lock = threading.Lock()
+        self.requests: list[EngineRequest] = []
+        self.body_bytes = 0  # body bytes of every request received
+        self.connections = 0
+        super().__init__()
+        self.sock.listen(256)  # the proxy opens a pooled connection per concurrent request
+
+    def snapshot(self) -> tuple[list[EngineRequest], int]:
+        with self.lock:
+            return list(self.requests), self.body_bytes
+
+    def _record(self, req: EngineRequest) -> int:
+        with self.lock:
+            self.requests.append(req)
+            self.body_bytes += len(req.body)
+            return len(self.requests)
+
+    @staticmethod
+    def _recv_until(conn: socket.socket, buf: bytearray, pred) -> bool:
+        while not pred(buf):
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+
+    def serve(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
+        buf = bytearray()
+        try:
+            while True:
+                if not self._recv_until(conn, buf, lambda b: b"\r\n\r\n" in b or len(b) > self.MAX_HEAD):
+                    return
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    self._record(EngineRequest(b"", b"", [], bytes(buf[:4096]), False, "head over 1 MiB"))
+                    return
+                head, rest = bytes(buf[:end]), buf[end + 4:]
+                lines = head.split(b"\r\n")
+                parts = lines[0].split(b" ")
+                headers = [tuple(x.strip() for x in line.split(b":", 1)) for line in lines[1:] if b":" in line]
+                problem = None if len(parts) == 3 and parts[2] == b"HTTP/1.1" else "bad request line"
+                hmap = {k.lower(): v for k, v in headers}
+                if b"chunked" in hmap.get(b"transfer-encoding", b"").lower():
+                    body, rest, ok = self._read_chunked(conn, rest)
+                    if not ok:
+                        problem = problem or "bad chunked body"
+                else:
+                    try:
+                        need = int(hmap.get(b"content-length", b"0"))
+                    except ValueError:
+                        need, problem = 0, problem or "bad Content-Length"
+                    if need > self.MAX_BODY or not self._recv_until(conn, rest, lambda b: len(b) >= need):
+                        problem = problem or "body not received"
+                        need = min(need, len(rest))
+                    body, rest = bytes(rest[:need]), rest[need:]
+                auths = [v for k, v in headers if k.lower() == b"authorization"]
+                authorized = auths == [f"Bearer {self.api_key}".encode()]
+                n = self._record(EngineRequest(parts[0] if parts else b"", parts[1] if len(parts) > 1 else b"",
+                                               headers, body, authorized, problem))
+                conn.sendall(self._answer(parts[1] if len(parts) > 1 else b"", body, n))
+                if problem:
+                    return
+                buf = rest
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _read_chunked(self, conn: socket.socket, rest: bytearray) -> tuple[bytes, bytearray, bool]:
+        body = bytearray()
+        while True:
+            if not self._recv_until(conn, rest, lambda b: b"\r\n" in b):
+                return bytes(body), rest, False
+            line, _, tail = bytes(rest).partition(b"\r\n")
+            try:
+                size = int(line.split(b";")[0], 16)
+            except ValueError:
+                return bytes(body), bytearray(tail), False
+            rest = bytearray(tail)
+            if size == 0:
+                if not self._recv_until(conn, rest, lambda b: b.startswith(b"\r\n") or b"\r\n\r\n" in b):
+                    return bytes(body), rest, False
+                cut = 2 if rest.startswith(b"\r\n") else rest.find(b"\r\n\r\n") + 4
+                return bytes(body), rest[cut:], True
+            if not self._recv_until(conn, rest, lambda b: len(b) >= size + 2):
+                return bytes(body), rest, False
+            body += rest[:size]
+            rest = rest[size + 2:]
+
+    def _answer(self, target: bytes, body: bytes, n: int) -> bytes:
+        if target.split(b"?", 1)[0] == b"/metrics":
+            text = b"# stub engine metrics\nstub_requests_total %d\n" % n
+            return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(text)) + text
+        try:
+            stream = json.loads(body).get("stream") is True
+        except (ValueError, AttributeError, RecursionError):
+            stream = False
+        rid = f"chatcmpl-stub{n}"
+        if stream:
+            out = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            half = len(self.completion) // 2
+            for piece in (self.completion[:half], self.completion[half:]):
+                out += sse_chunk(rid, piece)
+            done = b"data: [DONE]\n\n"
+            return out + f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n"
+        doc = {"id": rid, "object": "chat.completion", "created": 1, "model": "stub",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": self.completion},
+                            "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data)) + data
