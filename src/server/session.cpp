@@ -5,6 +5,7 @@
 #include <array>
 #include <boost/asio/write.hpp>
 #include <boost/range/iterator_range.hpp>
+#include <tuple>
 
 #include "net/http_io.hpp"
 #include "server/error.hpp"
@@ -62,13 +63,21 @@ std::optional<std::string> authorize(const Services& svc, const RouteSpec& r, st
   return svc.auth.authenticate(authorization);
 }
 
-// Writes a response made before a Call existed (refusals at the head or body) and counts it.
-awaitable<bool> write_counted(Worker& w, ClientConn& c, Response res, std::size_t metric, Clock::time_point t0) {
+// Writes a response made before a Call existed (refusals at the head or body) and counts it. The
+// answer to a HEAD request is its head alone (RFC 9110 §9.3.2), Content-Length included.
+awaitable<bool> write_counted(Worker& w, ClientConn& c, Response res, std::size_t metric, Clock::time_point t0,
+                              bool head_only = false) {
   auto& m = w.svc.metrics;
   m.count_response(metric, res.result_int());
-  m.bytes_out += res.body().size();
   c.stream.expires_after(w.svc.cfg.client_timeout);
-  auto [ec, n] = co_await http::async_write(c.stream, res, kTuple);
+  beast::error_code ec;
+  if (head_only) {
+    http::response_serializer<http::string_body> sr{res};
+    std::tie(ec, std::ignore) = co_await http::async_write_header(c.stream, sr, kTuple);
+  } else {
+    m.bytes_out += res.body().size();
+    std::tie(ec, std::ignore) = co_await http::async_write(c.stream, res, kTuple);
+  }
   c.stream.expires_never();
   m.observe_duration(metric, t0);
   co_return !ec && res.keep_alive();
@@ -189,7 +198,8 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
                    match.route ? match.route->label : std::string_view("(unknown route)"),
                    static_cast<unsigned>(refusal->status));
       const bool reusable = co_await write_counted(w, c, refusal->render(head.keep_alive() && !body_pending),
-                                                   match.route ? match.route->metric : other_metric(), t0);
+                                                   match.route ? match.route->metric : other_metric(), t0,
+                                                   head.method() == http::verb::head);
       linger = body_pending;
       if (!reusable) break;
       continue;
@@ -201,7 +211,8 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
     if (auto cl = parser.content_length(); cl && !held.hold(c.buffer.capacity() + *cl)) {
       bec = make_error_code(boost::system::errc::no_buffer_space);
     } else {
-      if (iequals(head[http::field::expect], "100-continue")) {
+      // An HTTP/1.0 client cannot take an interim answer: its expectation is ignored (RFC 9110 §10.1.1).
+      if (head.version() >= 11 && iequals(head[http::field::expect], "100-continue")) {
         static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
         auto [cec, cn] = co_await net::async_write(c.stream, net::buffer(k100), kTuple);
         if (cec) break;
