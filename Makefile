@@ -137,7 +137,7 @@ $(BUILD_LINT)/compile_commands.json: FORCE
 
 lint-tidy: deps $(BUILD_LINT)/compile_commands.json
 	run-clang-tidy -quiet -j $(JOBS) -p $(BUILD_LINT) $(TIDY_SOURCES) > $(BUILD_LINT)/tidy.log 2>&1 \
-	  || { grep -v -e '^clang-tidy' -e '^/usr/bin/clang-tidy' -e 'warnings generated' $(BUILD_LINT)/tidy.log; exit 1; }
+	  || { grep -v -e '^clang-tidy' -e 'warnings generated' $(BUILD_LINT)/tidy.log | sed 's/\x1b\[[0-9;]*m//g'; exit 1; }
 	@echo "clang-tidy: $(words $(TIDY_SOURCES)) files clean"
 
 FORCE:
