@@ -151,7 +151,7 @@ BENCHMARK(BM_Store_ReserveCommit)->Iterations(100000)->Threads(1)->Threads(2)->U
 // Fetch from a store holding 100k records (the default capacity), hits and misses.
 void BM_Store_Get(benchmark::State& state) {
   constexpr std::uint64_t kRecords = 100000;
-  static server::SignatureStore* store = [] -> server::SignatureStore* {
+  static server::SignatureStore* store = []() -> server::SignatureStore* {
     auto* s = new server::MemorySignatureStore(kRecords, std::chrono::seconds(1200));
     const auto rec = sample_record();
     for (std::uint64_t i = 0; i < kRecords; ++i) s->reserve()->commit(key_for(i), rec);
