@@ -224,10 +224,13 @@ class Bench:
         port = free_port()
         argv = [str(binary or self.pi), "serve", "--backend", f"http://127.0.0.1:{backend_port}", "--listen",
                 f"127.0.0.1:{port}", "--token", TOKEN, "--dstack-socket", str(self.dstack_sock),
-                "--log-level", self.args.proxy_log_level, "--signature-capacity", "1000000"]
+                "--log-level", self.args.proxy_log_level, "--signature-capacity", "1000000",
+                # one load generator is one client: its 8 concurrent attestations must fit one client's share
+                # (a quarter of the total) rather than measure the fairness limit
+                "--max-concurrent-attestations", "64"]
         env = None
         if gpus:  # GPU evidence through the real dlopen path, served by the project's simulated NVML
-            argv += ["--nvml-lib", str(self.pi.parent / "libnvidia-ml-sim.so"), "--max-concurrent-attestations", "64"]
+            argv += ["--nvml-lib", str(self.pi.parent / "libnvidia-ml-sim.so")]
             env = {"PI_NVML_SIM_MODE": "testpki", "PI_NVML_SIM_GPUS": str(gpus),
                    "PI_NVML_SIM_PKI_DIR": str(self.tmp / "nvml-sim-pki")}
         else:
