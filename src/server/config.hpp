@@ -39,7 +39,7 @@ struct ServerConfig {
   std::chrono::seconds backend_timeout{600};  // idle time between backend bytes
   std::chrono::seconds client_timeout{60};    // reading a request / writing to a stalled client
   unsigned threads = 0;                       // 0: hardware concurrency
-  std::set<std::string> public_endpoints{"attestation", "models", "health", "version", "metrics"};
+  std::set<std::string, std::less<>> public_endpoints{"attestation", "models", "health", "version", "metrics"};
   std::size_t max_concurrent_attestations = 16;  // in total; one client gets at most a quarter (≥ 1)
   std::size_t max_connections = 10000;           // client connections open at once (more: 503 and close)
   std::size_t max_buffered_bytes = 128u << 20;   // request heads and bodies held in memory, all connections

@@ -58,7 +58,7 @@ bool acceptable_transfer_encoding(const http::request_parser<http::string_body>:
 
 // The caller's record namespace, or nullopt when the route needs a token and none valid was given.
 std::optional<std::string> authorize(const Services& svc, const RouteSpec& r, std::string_view authorization) {
-  const bool is_public = svc.cfg.public_endpoints.contains(std::string(r.group));
+  const bool is_public = svc.cfg.public_endpoints.contains(r.group);
   if (is_public && !(r.token_scoped && !authorization.empty())) return std::string();
   return svc.auth.authenticate(authorization);
 }
@@ -111,15 +111,54 @@ struct InFlight {
 
 using RequestParser = http::request_parser<http::string_body>;
 
+// Beast ends a line only at CRLF and, seeing a bare LF, waits for more bytes until the client times
+// out. When the parser wants more input in the request head or a chunked body, the bytes it has left
+// unconsumed are the start of a line it still needs (request line, header field, chunk size,
+// trailer; chunk data is consumed as it arrives: eager), and no such line holds an LF but as the end of its
+// CRLF. So an LF there without a CR before it is a bare-LF line ending: 400 at once (RFC 9112 §2.2
+// lets a server refuse them; no client this proxy serves sends them). `from`: the bytes before it
+// were looked at already, so each byte is looked at once.
+bool bare_lf_pending(const beast::flat_buffer& buf, std::size_t from) {
+  const auto data = buf.data();
+  const std::string_view pending(static_cast<const char*>(data.data()), data.size());
+  for (auto at = pending.find('\n', from); at != std::string_view::npos; at = pending.find('\n', at + 1))
+    if (at == 0 || pending[at - 1] != '\r') return true;
+  return false;
+}
+
 // Reads the request head (head_only) or the rest of the request, charging the bytes the connection
 // holds (its read buffer and the body) to the server-wide budget as they grow. no_buffer_space: the
-// budget is spent.
+// budget is spent; bad_line_ending: a bare LF (above). The loop is Beast's async_read_some with
+// the bare-LF look before each wait for more bytes (Beast's own waits inside).
 awaitable<beast::error_code> read_charged(ClientConn& c, RequestParser& p, BudgetHold& held, bool head_only) {
+  std::size_t checked = 0;        // leading bytes of c.buffer already looked at for bare LFs
+  if (!head_only) p.eager(true);  // each put parses all it can, so only an unfinished line is left
   for (;;) {
     if (head_only ? p.is_header_done() : p.is_done()) co_return beast::error_code{};
-    auto [ec, n] = co_await http::async_read_some(c.stream, c.buffer, p, kTuple);
+    if (c.buffer.size() != 0) {
+      beast::error_code ec;
+      const std::size_t used = p.put(c.buffer.data(), ec);
+      c.buffer.consume(used);
+      checked -= std::min(checked, used);
+      if (ec && ec != http::error::need_more) co_return ec;
+      if (!ec && used != 0) continue;
+      if (head_only || p.chunked()) {
+        if (bare_lf_pending(c.buffer, checked)) co_return http::error::bad_line_ending;
+        checked = c.buffer.size();
+      }
+    }
+    const auto space = c.buffer.prepare(beast::read_size(c.buffer, 65536));
+    auto [ec, n] = co_await c.stream.async_read_some(space, kTuple);
+    c.buffer.commit(n);
     if (!held.hold(c.buffer.capacity() + p.get().body().capacity()))
       co_return make_error_code(boost::system::errc::no_buffer_space);
+    if (ec == net::error::eof) {
+      if (!p.got_some()) co_return http::error::end_of_stream;
+      beast::error_code eec;
+      p.put_eof(eec);  // a close may end a message only where its framing allows
+      if (eec) co_return eec;
+      continue;
+    }
     if (ec) co_return ec;
   }
 }
@@ -177,6 +216,15 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
     if (!acceptable_transfer_encoding(head)) {
       auto e = HttpError::bad_request("Unsupported Transfer-Encoding: only 'chunked' is accepted",
                                       "unsupported_transfer_encoding");
+      co_await write_counted(w, c, e.render(false), other_metric(), t0);
+      linger = true;
+      break;
+    }
+
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host field gets 400.
+    if (const auto hosts = head.count(http::field::host); hosts > 1 || (hosts == 0 && head.version() >= 11)) {
+      auto e = HttpError::bad_request(hosts > 1 ? "More than one Host header field" : "Missing Host header field",
+                                      "invalid_host");
       co_await write_counted(w, c, e.render(false), other_metric(), t0);
       linger = true;
       break;

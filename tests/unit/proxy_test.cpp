@@ -970,6 +970,88 @@ TEST_F(Proxy, TransferCodingsOtherThanChunkedAre400AndNeverDesync) {
   EXPECT_EQ(engine.request_count(), 0u);
 }
 
+TEST_F(Proxy, BareLfLineEndingsAre400AtOnceNotATimeout) {
+  start([](auto& c) { c.client_timeout = 30s; });  // a wait for more bytes would outlast the read below
+  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const std::string& raw : {
+           head + "d\n{\"model\":\"m\"}\r\n0\r\n\r\n",            // chunk-size line
+           head + "d\r\n{\"model\":\"m\"}\r\n0\n\n",              // last chunk
+           head + "d;ext=1\n{\"model\":\"m\"}\r\n0\r\n\r\n",      // with an extension
+           head + "d\r\n{\"model\":\"m\"}\r\n0\r\nX-T: 1\n\r\n",  // trailer field
+           std::string("GET /version HTTP/1.1\nHost: x\n\n"),     // the head itself
+           std::string("GET /version HTTP/1.1\r\nHost: x\n\r\n"),
+       }) {
+    Client c(port);
+    const auto t0 = std::chrono::steady_clock::now();
+    Response res;
+    ASSERT_FALSE(c.write_raw(raw));
+    ASSERT_FALSE(c.read(res, 3s)) << raw;
+    EXPECT_EQ(res.result_int(), 400u) << raw;
+    EXPECT_FALSE(res.keep_alive());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  }
+  // An LF inside chunk data is data, not a line ending.
+  Client c(port);
+  const std::string body = "{\"model\":\n\"m\"}";
+  auto res = c.raw(head + "e\r\n" + body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(res.result_int(), 200u) << res.body();
+  ASSERT_EQ(engine.request_count(), 1u);
+  EXPECT_EQ(engine.requests()[0].body, body);
+}
+
+TEST_F(Proxy, HttpOneOneNeedsExactlyOneHost) {
+  start();
+  for (const std::string& raw : {std::string("GET /version HTTP/1.1\r\n\r\n"),
+                                 std::string("GET /version HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+                                 std::string("GET /version HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")}) {
+    Client c(port);
+    auto res = c.raw(raw);
+    expect_error(res, 400, "invalid_host");
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  Client c(port);  // HTTP/1.0 needs none
+  EXPECT_EQ(c.raw("GET /version HTTP/1.0\r\n\r\n").result_int(), 200u);
+  // A JSON body with LFs in it (Content-Length framing) is never taken for bare-LF lines.
+  const std::string body = "{\n  \"model\": \"m\"\n}\n";
+  EXPECT_EQ(chat(body).result_int(), 200u);
+  ASSERT_EQ(engine.request_count(), 1u);
+  EXPECT_EQ(engine.requests()[0].body, body);
+}
+
+TEST_F(Proxy, RefusalToAHeadRequestIsItsHeadAlone) {
+  start();
+  Client c(port);
+  // A HEAD of a POST-only route: 405 with its Content-Length, but no body bytes, and the connection
+  // stays usable (a body would be read as the next response otherwise).
+  ASSERT_FALSE(
+      c.write_raw("HEAD /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\nGET /version HTTP/1.1\r\nHost: x\r\n\r\n"));
+  http::response_parser<http::string_body> p;
+  p.skip(true);  // a response to HEAD has no body, whatever its Content-Length says
+  ASSERT_FALSE(c.read_header(p));
+  EXPECT_EQ(p.get().result_int(), 405u);
+  EXPECT_NE(p.get()[http::field::content_length], "0");
+  Response next;
+  ASSERT_FALSE(c.read(next));
+  EXPECT_EQ(next.result_int(), 200u);
+  EXPECT_NE(next.body().find("signing_address"), std::string::npos) << next.body();
+}
+
+TEST_F(Proxy, HttpOneZeroExpectContinueIsIgnored) {
+  start();
+  Client c(port);
+  const std::string body = R"({"model":"m"})";
+  ASSERT_FALSE(
+      c.write_raw("POST /v1/chat/completions HTTP/1.0\r\nExpect: 100-continue\r\nContent-Type: application/json\r\n"
+                  "Content-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body));
+  Response res;
+  ASSERT_FALSE(c.read(res));
+  EXPECT_EQ(res.result_int(), 200u) << res.body();  // the final answer, never "100 Continue" first
+  EXPECT_EQ(res.version(), 11u);
+  ASSERT_EQ(engine.request_count(), 1u);
+  EXPECT_EQ(engine.requests()[0].body, body);
+}
+
 TEST_F(Proxy, DeeplyNestedValidJsonIsForwarded) {
   start();
   std::string schema = "{}";
