@@ -1,6 +1,7 @@
 // GET /v1/attestation/report (and /v1/attestation): a TDX quote whose report_data binds a signing
 // key to the caller's nonce, the event log and Info, and GPU evidence over the same nonce.
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "crypto/random.hpp"
@@ -56,12 +57,27 @@ AttestationQuery parse_query(std::string_view query, const protocol::SigningIden
   return q;
 }
 
+// The client's address for per-client shares (IPv6: its /64; a v4-mapped address as IPv4). Made
+// only when an attestation needs it, not for every connection.
+std::string peer_of(const tcp::socket& socket) {
+  beast::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  if (ec) return {};
+  const auto a = ep.address();
+  if (a.is_v6() && !a.to_v6().is_v4_mapped()) {
+    auto b = a.to_v6().to_bytes();
+    std::fill(b.begin() + 8, b.end(), 0);  // one client = one /64
+    return net::ip::address_v6(b).to_string() + "/64";
+  }
+  return a.is_v6() ? net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string() : a.to_string();
+}
+
 // Whose share an attestation counts against: the namespace of a valid token the caller presented
 // (attestation needs none), else its source address.
 std::string client_key(const Call& call) {
   if (auto authz = call.req[http::field::authorization]; !authz.empty())
     if (auto owner = call.svc().auth.authenticate(authz); owner && !owner->empty()) return "token:" + *owner;
-  return "addr:" + call.client.peer;
+  return "addr:" + peer_of(call.client.stream.socket());
 }
 
 // The report (vllm-proxy's fields plus ours), shaped by protocol::AttestationReport.

@@ -51,9 +51,8 @@ struct Worker {
 
 // The client side of one connection.
 struct ClientConn {
-  explicit ClientConn(tcp::socket s);
+  explicit ClientConn(tcp::socket s) : stream(std::move(s)) {}
   beast::tcp_stream stream;
-  std::string peer;           // the client's address (IPv6: its /64), for per-client shares
   beast::flat_buffer buffer;  // bytes read past the current request (pipelining) stay here
 };
 

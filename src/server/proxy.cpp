@@ -32,20 +32,6 @@ Services::Services(ServerConfig c, protocol::SigningIdentity id, TeeContext t)
       attestations(cfg.max_concurrent_attestations, std::max<std::size_t>(1, cfg.max_concurrent_attestations / 4)),
       buffered(cfg.max_buffered_bytes) {}
 
-ClientConn::ClientConn(tcp::socket s) : stream(std::move(s)) {
-  beast::error_code ec;
-  auto ep = stream.socket().remote_endpoint(ec);
-  if (ec) return;
-  auto a = ep.address();
-  if (a.is_v6() && !a.to_v6().is_v4_mapped()) {
-    auto b = a.to_v6().to_bytes();
-    std::fill(b.begin() + 8, b.end(), 0);  // one client = one /64
-    peer = net::ip::address_v6(b).to_string() + "/64";
-  } else {
-    peer = a.is_v6() ? net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).to_string() : a.to_string();
-  }
-}
-
 struct ProxyServer::Impl {
   Impl(ServerConfig c, protocol::SigningIdentity id, TeeContext t, std::unique_ptr<SignatureStore> s)
       : svc(std::move(c), std::move(id), std::move(t)) {

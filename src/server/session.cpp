@@ -100,13 +100,15 @@ awaitable<void> lingering_close(ClientConn& c) {
   c.stream.expires_never();
 }
 
-// Counts a request from its head to the end of its answer (graceful shutdown waits for zero).
-struct InFlight {
-  explicit InFlight(std::atomic<std::int64_t>& c) : n(c) { n++; }
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
-  ~InFlight() { n--; }
-  std::atomic<std::int64_t>& n;
+// Counts what lives in a scope: open connections, and requests from their head to the end of their
+// answer (graceful shutdown waits for zero).
+template <class T>
+struct ScopedCount {
+  explicit ScopedCount(std::atomic<T>& c) : n(c) { n++; }
+  ScopedCount(const ScopedCount&) = delete;
+  ScopedCount& operator=(const ScopedCount&) = delete;
+  ~ScopedCount() { n--; }
+  std::atomic<T>& n;
 };
 
 using RequestParser = http::request_parser<http::string_body>;
@@ -163,14 +165,6 @@ awaitable<beast::error_code> read_charged(ClientConn& c, RequestParser& p, Budge
   }
 }
 
-struct ConnectionCount {
-  explicit ConnectionCount(std::atomic<std::size_t>& c) : n(c) { n++; }
-  ConnectionCount(const ConnectionCount&) = delete;
-  ConnectionCount& operator=(const ConnectionCount&) = delete;
-  ~ConnectionCount() { n--; }
-  std::atomic<std::size_t>& n;
-};
-
 awaitable<bool> dispatch(Call& call) {
   if (call.route.handling != Handling::Local) co_return co_await relay(call);
   Response res = co_await call.route.handler(call);
@@ -187,7 +181,7 @@ awaitable<bool> send_response(Call& call, Response res) {
 
 awaitable<void> run_session(Worker& w, tcp::socket socket) {
   const auto& cfg = w.svc.cfg;
-  ConnectionCount counted(w.svc.connections);
+  ScopedCount counted(w.svc.connections);
   ClientConn c(std::move(socket));
   bool linger = false;  // close with a lingering drain: the client may still be sending
   for (;;) {
@@ -202,7 +196,7 @@ awaitable<void> run_session(Worker& w, tcp::socket socket) {
     const auto hec = co_await read_charged(c, parser, held, true);
     w.idle.erase(&c.stream);
     const auto t0 = Clock::now();
-    InFlight in_flight(w.svc.requests_inflight);
+    ScopedCount in_flight(w.svc.requests_inflight);
     if (hec) {
       auto e = read_failure(hec, cfg.max_body_bytes, w.svc.metrics);
       if (e) {

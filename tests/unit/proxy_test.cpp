@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -200,6 +201,15 @@ std::string sse_event(std::string_view id, std::string_view content) {
 constexpr std::string_view kDone = "data: [DONE]\n\n";
 
 // A port nothing listens on (bound, then released).
+// The value of an unlabelled metric in a Prometheus text exposition (-1 when absent).
+double metric(const std::string& exposition, std::string_view name) {
+  std::istringstream in(exposition);
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(name) && line.size() > name.size() && line[name.size()] == ' ')
+      return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
 unsigned short unused_port() {
   net::io_context ioc;
   tcp::acceptor a(ioc, {net::ip::make_address("127.0.0.1"), 0});
@@ -1216,6 +1226,21 @@ TEST_F(Proxy, ConnectionsOverTheCapGet503AndClose) {
   ASSERT_FALSE(third.read(res));
   expect_error(res, 503, "too_many_connections");
   EXPECT_EQ(res[http::field::retry_after], "1");
+  EXPECT_EQ(metric(a.request(make_request(http::verb::get, "/metrics")).body(), "pi_connections_refused_total"), 1);
+}
+
+TEST_F(Proxy, DrainClosesIdleKeepAliveConnectionsAtOnce) {
+  start([](auto& c) { c.shutdown_grace = 10s; });
+  Client idle(port);
+  auto res = idle.request(make_request(http::verb::get, "/version"));
+  ASSERT_EQ(res.result_int(), 200u);
+  ASSERT_TRUE(res.keep_alive());
+  const auto t0 = std::chrono::steady_clock::now();
+  proxy->drain();
+  EXPECT_TRUE(idle.closed_by_peer(3s));  // nothing in flight on it: no reason to wait for the grace
+  thread.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  proxy.reset();
 }
 
 TEST_F(Proxy, RequestBytesOverTheBufferBudgetGet503) {
@@ -1244,6 +1269,7 @@ TEST_F(Proxy, RequestBytesOverTheBufferBudgetGet503) {
   ASSERT_FALSE(d.read(res2, 2s));
   expect_error(res2, 503, "server_busy");
   EXPECT_EQ(engine.request_count(), 0u);
+  EXPECT_EQ(metric(get("/metrics").body(), "pi_buffer_full_rejections_total"), 2);
   // The budget came back: a normal request is served.
   EXPECT_EQ(chat(R"({"model":"m"})", "tok-a").result_int(), 200u);
 }
