@@ -24,8 +24,8 @@ const pi::Bytes& quote() {
 }
 
 bool same(const pi::verify::Collateral& a, const pi::verify::Collateral& b) {
-  return a.pck_crl_issuer_chain == b.pck_crl_issuer_chain && a.root_ca_crl == b.root_ca_crl &&
-         a.pck_crl == b.pck_crl && a.tcb_info_issuer_chain == b.tcb_info_issuer_chain && a.tcb_info == b.tcb_info &&
+  return a.pck_crl_issuer_chain == b.pck_crl_issuer_chain && a.root_ca_crl == b.root_ca_crl && a.pck_crl == b.pck_crl &&
+         a.tcb_info_issuer_chain == b.tcb_info_issuer_chain && a.tcb_info == b.tcb_info &&
          a.tcb_info_signature == b.tcb_info_signature && a.qe_identity_issuer_chain == b.qe_identity_issuer_chain &&
          a.qe_identity == b.qe_identity && a.qe_identity_signature == b.qe_identity_signature &&
          a.pck_certificate_chain == b.pck_certificate_chain;

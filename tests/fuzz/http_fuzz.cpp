@@ -169,13 +169,15 @@ std::string exchange(std::string_view bytes) {
   char buf[16384];
   const auto deadline = std::chrono::steady_clock::now() + kDeadline;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) finding("the proxy kept a half-closed connection open past the deadline");
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     const auto n = ::recv(fd, buf, sizeof buf, 0);
     if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;  // closed (or reset)
-    if (n > 0 && got.size() < kKeepBytes) got.append(buf, std::min<std::size_t>(static_cast<std::size_t>(n), kKeepBytes));
+    if (n > 0 && got.size() < kKeepBytes)
+      got.append(buf, std::min<std::size_t>(static_cast<std::size_t>(n), kKeepBytes));
   }
   ::close(fd);
   return got;

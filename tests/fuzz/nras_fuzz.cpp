@@ -3,6 +3,7 @@
 // check `verify` runs on it, with a JWKS holding a throwaway P-384 key under the kid NVIDIA's recorded tokens
 // use, so that the key lookup succeeds and ES384 verification runs (and fails).
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 
 #include <boost/json.hpp>
