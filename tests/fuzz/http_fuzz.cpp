@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -92,6 +93,7 @@ struct Env {
   std::unique_ptr<pi::server::ProxyServer> proxy;
   std::thread proxy_thread;
   unsigned short port = 0;
+  std::atomic<bool> stopping{false};
 
   Env() {
     spdlog::set_level(spdlog::level::off);  // the proxy logs every exchange
@@ -124,10 +126,22 @@ struct Env {
     tee.agent_version = "dev-tee";
     proxy = std::make_unique<pi::server::ProxyServer>(std::move(c), identity(), std::move(tee));
     port = proxy->bind();
-    proxy_thread = std::thread([this] { proxy->run(false); });
+    proxy_thread = std::thread([this] {
+      try {
+        proxy->run(false);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "http_fuzz: ProxyServer::run threw: %s\n", e.what());
+        std::abort();
+      }
+      if (!stopping) {
+        std::fprintf(stderr, "http_fuzz: ProxyServer::run returned while the fuzzer still runs\n");
+        std::abort();
+      }
+    });
   }
 
   void stop() {
+    stopping = true;
     proxy->stop();
     proxy_thread.join();
     proxy.reset();
@@ -150,14 +164,24 @@ Env* g_env = nullptr;
 
 // Sends `bytes`, half-closes, and returns what the proxy answered (at most kKeepBytes) once it closes.
 std::string exchange(std::string_view bytes) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) finding("socket() failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(g_env->port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-    finding("the proxy refuses connections (it is no longer serving)");
+  // A refused connection is retried a few times: a crashed worker aborts the process and a returned run() is
+  // reported by its thread, so only a listener that stays gone is a finding (once, in a CI run on a machine
+  // shared with other test processes, one connect was refused and never again).
+  int fd = -1;
+  for (int attempt = 0;; ++attempt) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) finding("socket() failed");
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) break;
+    const int err = errno;
+    ::close(fd);
+    if (attempt == 4)
+      finding((std::string("the proxy refuses connections (it is no longer serving): ") + std::strerror(err)).c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+  }
   // The proxy may answer and close before it has read everything (a refused head): a failed send is fine.
   while (!bytes.empty()) {
     const auto n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
