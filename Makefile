@@ -1,7 +1,7 @@
 # Private Inference — the two commands a fresh machine needs:
 #   make demo   build everything, start backend + dev-tee + proxy, send a chat, verify it
-#   make test   lint, unit tests (ASan+UBSan), unit tests (TSan), integration tests against a real
-#               llama.cpp backend; what CI runs (.ci/run)
+#   make test   lint, unit tests (ASan+UBSan), unit tests (TSan), a short fuzzing pass (fuzz-ci), integration
+#               tests against a real llama.cpp backend; what CI runs (.ci/run)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
@@ -9,6 +9,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
 BUILD_LINT ?= build-lint
+BUILD_FUZZ ?= build-fuzz
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 JOBS       ?= $(shell nproc)
@@ -17,16 +18,17 @@ JOBS       ?= $(shell nproc)
 # the team's shared cache was filled with.
 LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 
-# Debian bookworm packages the build and the tests need.
+# Debian bookworm packages the build and the tests need (clang-14 + libclang-rt-14-dev: libFuzzer and its
+# sanitizer runtimes for the fuzz harnesses, which GCC does not have).
 APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1.81-dev libssl-dev \
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev \
-  python3-venv clang-format clang-tidy
+  python3-venv clang-format clang-tidy clang-14 libclang-rt-14-dev
 
 CXX_SOURCES = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 TIDY_SOURCES = $(shell git ls-files 'src/*.cpp')
 
-.PHONY: bench-compare deps build build-asan build-tsan venv js-deps test unit-test unit-test-tsan integration-test demo \
-  bench lint lint-format lint-tidy lint-full format clean
+.PHONY: bench-compare deps build build-asan build-tsan build-fuzz venv js-deps test unit-test unit-test-tsan fuzz fuzz-ci \
+  integration-test demo bench lint lint-format lint-tidy lint-full format clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -61,6 +63,14 @@ $(BUILD_TSAN)/build.ninja:
 build-tsan: deps $(BUILD_TSAN)/build.ninja
 	ninja -C $(BUILD_TSAN) -j $(JOBS) unit_tests
 
+# libFuzzer harnesses (tests/fuzz, -DPI_FUZZ=ON: Clang, ASan+UBSan, only the libraries and the harnesses).
+$(BUILD_FUZZ)/build.ninja:
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPI_FUZZ=ON \
+	  -DPI_BUILD_BENCH=OFF $(LAUNCHER)
+
+build-fuzz: deps $(BUILD_FUZZ)/build.ninja
+	ninja -C $(BUILD_FUZZ) -j $(JOBS) fuzzers
+
 $(VENV)/.stamp: tests/requirements.txt tests/requirements-model.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
@@ -85,11 +95,22 @@ unit-test-tsan: build-tsan
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(BUILD_TSAN)/unit_tests --gtest_brief=1
 
+# Every harness for FUZZ_CI_SECONDS on a scratch copy of its seed corpus (which holds the regression inputs of
+# earlier findings); any crash, sanitizer report, leak or hang fails and prints the reproducer (scripts/fuzz.sh).
+FUZZ_CI_SECONDS ?= 20
+fuzz-ci: build-fuzz
+	BUILD_FUZZ=$(BUILD_FUZZ) scripts/fuzz.sh $(FUZZ_CI_SECONDS)
+
+# For humans: longer runs (FUZZ_SECONDS each; FUZZ_HARNESSES="http sse" for a few).
+FUZZ_SECONDS ?= 600
+fuzz: build-fuzz
+	BUILD_FUZZ=$(BUILD_FUZZ) scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
 integration-test: build-asan venv js-deps
 	PI_REQUIRE_ALL=1 PI_BINARY=$(BUILD_ASAN)/private-inference $(PY) -m pytest -q tests/integration
 
 # Lint first: it is the cheapest step and fails fastest.
-test: lint unit-test unit-test-tsan integration-test
+test: lint unit-test unit-test-tsan fuzz-ci integration-test
 
 demo: build venv
 	$(PY) scripts/demo.py --binary $(BUILD)/private-inference
@@ -143,4 +164,4 @@ lint-tidy: deps $(BUILD_LINT)/compile_commands.json
 FORCE:
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_LINT)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_LINT) $(BUILD_FUZZ)
