@@ -433,6 +433,35 @@ TEST(VerifyStrictEcdsa, V0Or1NeedsTheCompatibilityOption) {
   }
 }
 
+TEST(VerifyStrictEcdsa, SpecVectorsOfAcceptedAndRejectedForms) {
+  std::ifstream f(std::string(PI_VECTORS_DIR) + "/ecdsa_forms.json");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto doc = json::parse(ss.str()).as_object();
+  const std::string text(doc.at("text").as_string());
+  const std::string address(doc.at("signing_address").as_string());
+  ASSERT_EQ(text, protocol::signed_text(to_hex(crypto::sha256("{}")), to_hex(crypto::sha256("{}"))));
+  ASSERT_EQ(doc.at("forms").as_array().size(), 4u);
+  for (const auto& fv : doc.at("forms").as_array()) {
+    const auto& form = fv.as_object();
+    json::object rec{{"text", text},
+                     {"request_hash", to_hex(crypto::sha256("{}"))},
+                     {"response_hash", to_hex(crypto::sha256("{}"))},
+                     {"signing_algo", "ecdsa"},
+                     {"signature", form.at("signature")},
+                     {"signing_address", address}};
+    for (bool compat : {false, true}) {
+      ResponseOptions o;
+      o.accept_ecdsa_v01 = compat;
+      Report r;
+      check_response("{}", "{}", rec, "ecdsa", bound(address), o, r);
+      bool want = form.at(compat ? "accept_with_v01_compat" : "accept").as_bool();
+      EXPECT_EQ(status(r, "response.signature"), want ? Status::Pass : Status::Fail)
+          << form.at("name").as_string() << " compat=" << compat << ": " << detail(r, "response.signature");
+    }
+  }
+}
+
 // ------------------------------------------------------------------------- 5. every fact has a status
 
 void expect_every_fact_has_a_status(const Report& r, const char* scenario) {
