@@ -423,13 +423,12 @@ void gpu_requirements(const AttestationOptions& opts, GpuSummary& g, Report& rep
   std::string archs = join(g.architectures);
   if (need) {
     bool ok = g.verified >= *need;
-    std::string detail =
-        fmt::format("{} GPU(s) verified{}; at least {} required", g.verified, archs.empty() ? "" : " (" + archs + ")",
-                    *need);
+    std::string detail = fmt::format("{} GPU(s) verified{}; at least {} required", g.verified,
+                                     archs.empty() ? "" : " (" + archs + ")", *need);
     if (!ok && g.evidence_items == 0) detail += ": the report carries no GPU evidence (" + g.why_none + ")";
     if (!ok && g.evidence_items > g.verified)
-      detail += fmt::format(": {} of {} evidence item(s) did not verify (see gpu.N.*)",
-                            g.evidence_items - g.verified, g.evidence_items);
+      detail += fmt::format(": {} of {} evidence item(s) did not verify (see gpu.N.*)", g.evidence_items - g.verified,
+                            g.evidence_items);
     rep.add(mk(Group::Gpu, "gpu.required", "at least the required number of GPUs verified (--require-gpu, policy)",
                ok ? Status::Pass : Status::Fail, detail));
   }
@@ -513,11 +512,10 @@ void instances(const json::value& doc, const AttestationOptions& opts, Report& r
       if (c.status == Status::Skipped) skipped.push_back(c.id);
     }
     int gpus = r.gpus ? r.gpus->verified : 0;
-    std::string who = fmt::format("signing_address {}, {} GPU(s) verified", sub.signing_address.empty() ? "(none)"
-                                                                                                        : sub.signing_address,
-                                  gpus);
+    std::string who = fmt::format("signing_address {}, {} GPU(s) verified",
+                                  sub.signing_address.empty() ? "(none)" : sub.signing_address, gpus);
     Status st = !bad.empty() ? Status::Fail : !skipped.empty() ? Status::Skipped : Status::Pass;
-    std::string detail = st == Status::Pass ? "VERIFIED: " + who
+    std::string detail = st == Status::Pass   ? "VERIFIED: " + who
                          : st == Status::Fail ? "FAILED: " + join(bad) + "; " + who
                                               : "INCOMPLETE (skipped: " + join(skipped) + "); " + who;
     rep.add(mk(Group::Instances, id, title, st, detail));

@@ -27,7 +27,7 @@ struct Policy {
   std::optional<std::vector<std::string>> mrtd;
   std::optional<std::vector<std::string>> rtmr0, rtmr1, rtmr2;
   bool allow_debug_td = false;
-  std::optional<int> gpu_min_count;                                 // gpu.min_count (>= 0)
+  std::optional<int> gpu_min_count;                                   // gpu.min_count (>= 0)
   std::optional<std::vector<std::string>> gpu_allowed_architectures;  // gpu.allowed_architectures (upper case)
 };
 

@@ -52,8 +52,8 @@ std::string gpu_index(std::string_view key) {
 }
 
 // The quote is genuine Intel hardware evidence only when its signature, the QE and the PCK chain all verified.
-const std::vector<std::string> kQuoteGenuine = {"tdx.quote_signature", "tdx.qe_report_data",
-                                                "tdx.qe_report_signature", "tdx.pck_chain"};
+const std::vector<std::string> kQuoteGenuine = {"tdx.quote_signature", "tdx.qe_report_data", "tdx.qe_report_signature",
+                                                "tdx.pck_chain"};
 std::vector<std::string> with_quote(std::vector<std::string> ids) {
   ids.insert(ids.begin(), kQuoteGenuine.begin(), kQuoteGenuine.end());
   return ids;
