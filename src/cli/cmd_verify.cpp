@@ -47,6 +47,9 @@ struct CommonOpts {
   int timeout_s = 30;
   std::vector<std::string> gpu_extra_roots;  // PEM files of TEST roots (simulated NVML); checks become SIMULATED
   std::string trust_simulated;               // dev-tee --pki state dir: TEST TDX root (+ its collateral)
+  std::string require_gpu;                   // --require-gpu [N]: "" (flag alone) means 1
+  CLI::Option* require_gpu_opt = nullptr;
+  bool accept_ecdsa_v01 = false;  // verify response: accept v in {0,1} besides 27/28
 };
 
 struct AttOpts {
@@ -95,6 +98,9 @@ void add_common(CLI::App* sub, CommonOpts& o) {
                   "and use DIR/collateral.json unless --collateral is given; every check that relies on it is "
                   "labelled SIMULATED (not a security proof)")
       ->check(CLI::ExistingDirectory);
+  o.require_gpu_opt = sub->add_option("--require-gpu", o.require_gpu,
+                                      "fail unless at least N GPUs verify (N default 1; also policy gpu.min_count)")
+                          ->expected(0, 1);
 }
 
 // DIR/pki/root.cert.pem (PEM) as DER. Throws UsageError when missing or not a certificate.
@@ -130,6 +136,20 @@ std::vector<std::pair<std::string, std::string>> auth_headers(const CommonOpts& 
 
 AttestationOptions attestation_options(const CommonOpts& c, bool network_allowed) {
   AttestationOptions o;
+  if (c.require_gpu_opt && c.require_gpu_opt->count() > 0) {
+    int n = 1;
+    if (!c.require_gpu.empty()) {
+      std::size_t used = 0;
+      try {
+        n = std::stoi(c.require_gpu, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != c.require_gpu.size() || n < 0 || n > 1024)
+        throw UsageError("--require-gpu takes a number of GPUs from 0 to 1024 (default 1)");
+    }
+    o.require_gpus = n;
+  }
   o.now = c.now ? c.now
                 : std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
                       .count();
@@ -201,6 +221,7 @@ std::optional<json::value> fetch_attestation(const CommonOpts& c, const std::str
 void merge_into(Report& dst, Report&& src) {
   for (auto& c : src.checks) dst.checks.push_back(std::move(c));
   for (auto& f : src.facts) dst.facts.push_back(std::move(f));
+  if (src.gpus) dst.gpus = std::move(src.gpus);
 }
 
 int emit(const Report& r, const char* command, bool json_out) {
@@ -283,7 +304,9 @@ int run_response(const RespOpts& r) {
   } catch (const HttpError& e) {
     rep.add(Check{Group::Response, "response.signature_fetch", title, Status::Fail, e.what()});
   }
-  if (have_sig) check_response(request, response, sig, r.c.signing_algo, att, rep);
+  ResponseOptions ro;
+  ro.accept_ecdsa_v01 = r.c.accept_ecdsa_v01;
+  if (have_sig) check_response(request, response, sig, r.c.signing_algo, att, ro, rep);
   label_simulated(rep);
   return emit(rep, "response", r.c.json_out);
 }
@@ -308,6 +331,9 @@ Runner register_verify(CLI::App& app) {
   r->add_option("--id", resp->id, "the response id (or X-Signature-Id)")->required();
   r->add_option("--request", resp->request_path, "file with the exact request body bytes sent")->required();
   r->add_option("--response", resp->response_path, "file with the exact response body bytes received")->required();
+  r->add_flag("--accept-ecdsa-v01", resp->c.accept_ecdsa_v01,
+              "also accept ECDSA signatures whose v byte is 0/1 instead of 27/28 (other signers; high-s is never "
+              "accepted)");
   add_common(r, resp->c);
 
   return [a, r, att, resp]() -> int {

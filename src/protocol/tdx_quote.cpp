@@ -235,6 +235,28 @@ Quote parse_quote(ByteView raw) {
   return q;
 }
 
+TrailingBytes trailing_bytes(ByteView raw, const Quote& q) {
+  TrailingBytes t;
+  if (q.length >= raw.size()) return t;
+  t.count = raw.size() - q.length;
+  for (std::size_t i = q.length; i < raw.size(); ++i)
+    if (raw[i] != 0) {
+      t.all_zero = false;
+      t.first_nonzero_offset = i;
+      break;
+    }
+  return t;
+}
+
+std::size_t check_trailing_bytes(ByteView raw, const Quote& q) {
+  TrailingBytes t = trailing_bytes(raw, q);
+  if (!t.all_zero)
+    throw QuoteParseError(str(t.count) + " bytes follow the signature data (which ends at offset " + str(q.length) +
+                          ") and they are not zero padding (first non-zero byte at offset " +
+                          str(t.first_nonzero_offset) + "): data outside every signature");
+  return t.count;
+}
+
 Bytes serialize_enclave_report(const EnclaveReport& r) {
   Bytes b(enclave_report::kSize, 0);
   enclave_report_fields(r, [&](Field f, const auto& a) { set(b, f, a); });

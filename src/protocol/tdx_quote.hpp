@@ -151,8 +151,8 @@ struct Quote {
   EnclaveReport sgx;              // when !is_tdx()
   std::size_t signed_length = 0;  // header + body: what the attestation key signs
   // Where the signature data ends. Real quotes (QGS / configfs-tsm) are often followed by zero
-  // padding up to a fixed buffer size (70 bytes in every recorded dstack quote), so bytes after this
-  // point are not rejected; they are covered by no signature.
+  // padding up to a fixed buffer size (70 bytes in every recorded dstack quote). parse_quote does not
+  // look past this point; the rule for what may follow is check_trailing_bytes below.
   std::size_t length = 0;
 
   // signature data
@@ -178,6 +178,18 @@ Bytes serialize_signed_part(const Quote& q);
 // result gives back `q` (with `raw`, signed_length and length filled in). Throws std::invalid_argument
 // as serialize_signed_part, or when a length does not fit its size field.
 Bytes serialize_quote(const Quote& q);
+
+// The bytes after the signature data (raw[q.length..]): covered by no signature. The rule (one home, used by
+// the verifier): zero bytes are padding and are accepted (the verifier says so in a note); any non-zero byte
+// there is data outside every signature and the quote is rejected.
+struct TrailingBytes {
+  std::size_t count = 0;                 // raw.size() - q.length
+  std::size_t first_nonzero_offset = 0;  // offset in `raw` of the first non-zero byte, when !all_zero
+  bool all_zero = true;
+};
+TrailingBytes trailing_bytes(ByteView raw, const Quote& q);
+// Throws QuoteParseError when a byte after the signature data is not zero; returns the padding length.
+std::size_t check_trailing_bytes(ByteView raw, const Quote& q);
 
 // Where REPORTDATA (64 bytes) sits in a TDX v4/v5 quote. Looks at the header and body only (the
 // signature data may be anything). Throws QuoteParseError when `quote` is not a TDX v4/v5 quote whose

@@ -48,6 +48,7 @@ const char* kCollateralSteps[][2] = {
     {"collateral_qe_identity", "Intel's QE identity is signed by Intel (chain to the SGX root, CRLs) and valid now"},
     {"pck_chain", "the PCK certificate in the quote chains to the Intel SGX root and is not revoked"},
     {"qe_report_signature", "the quoting enclave's report is signed by the PCK key"},
+    {"qe_report_data", "the quoting enclave vouches for the attestation key (sha256 of key and auth data)"},
     {"qe_identity", "the quoting enclave matches Intel's QE identity (signer, product, attributes, SVN)"},
     {"tcb_status", "the platform's TCB level was found in Intel's TCB info (status and advisories)"},
 };
@@ -77,6 +78,10 @@ std::optional<Quote> hardware(const Bytes& quote, const AttestationOptions& opts
         r.checks.push_back(mk(Group::Hardware, std::string("tdx.") + step[0], step[1], Status::Skipped, reason));
     }
   }
+  if (r.trailing_zero_bytes)
+    rep.fact("tdx.quote_padding", fmt::format("{} zero bytes after the quote's signature data: padding, covered by no "
+                                              "signature, ignored (non-zero bytes there are rejected)",
+                                              r.trailing_zero_bytes));
   for (auto& c : r.checks) {
     // a debug TD is allowed only when the policy says so
     if (c.id == "tdx.td_debug" && c.status == Status::Fail && opts.policy && opts.policy->allow_debug_td)
@@ -378,28 +383,161 @@ void code(const protocol::AttestationReport& att, const std::optional<Quote>& qu
 }
 
 // ----- GPU -----
-void gpu(const protocol::AttestationReport& att, const AttestationOptions& opts, Report& rep) {
-  const json::value* p = &att.gpu.nvidia_payload;
-  if (p->is_null() || (p->is_string() && p->get_string().empty())) {
-    std::string why = att.gpu.error.value_or("the report carries no nvidia_payload");
-    rep.add(mk(Group::Gpu, "gpu.evidence", "GPU attestation evidence is present and verified", Status::Skipped,
-               "no GPU evidence: " + why, false));
-    return;
-  }
-  if (p->is_string()) rep.fact("encoding.nvidia_payload", "json-string");
-  std::string nonce = opts.expected_nonce_hex.value_or(att.request_nonce.value_or(""));
+const char* kGpuTitle = "GPU attestation evidence is present and verified";
+
+// nvidia_payload and gpu_evidence (our proxy writes both, from the same collection) must carry the same items.
+void check_payloads_agree(const protocol::AttestationReport& att, Report& rep) {
+  if (!att.gpu.items) return;
+  const char* title = "nvidia_payload and gpu_evidence carry the same GPU evidence";
+  protocol::NvidiaPayload::Decoded d;
   try {
-    check_gpu_evidence(*p, nonce, opts.gpu, rep);
-  } catch (const std::exception& e) {
-    rep.add(mk(Group::Gpu, "gpu.evidence", "GPU attestation evidence is present and verified", Status::Fail, e.what()));
+    d = protocol::NvidiaPayload::decode(att.gpu.nvidia_payload);
+  } catch (const std::exception&) {
+    return;  // gpu.payload reports it
+  }
+  auto strip = [](std::string s) {
+    s.erase(std::remove(s.begin(), s.end(), '\0'), s.end());
+    return s;
+  };
+  const auto& items = *att.gpu.items;
+  std::string why;
+  if (d.entries.size() != items.size()) {
+    why = fmt::format("nvidia_payload has {} item(s), gpu_evidence {}", d.entries.size(), items.size());
+  } else {
+    for (std::size_t i = 0; i < items.size() && why.empty(); ++i) {
+      const auto& e = d.entries[i];
+      if (!e.item || strip(e.item->certificate) != strip(items[i].certificate) ||
+          strip(e.item->evidence) != strip(items[i].evidence))
+        why = fmt::format("item {} differs", i);
+    }
+  }
+  rep.add(mk(Group::Gpu, "gpu.evidence_consistent", title, why.empty() ? Status::Pass : Status::Fail,
+             why.empty() ? fmt::format("{} identical item(s)", items.size())
+                         : why + ": the report shows two different sets of GPU evidence"));
+}
+
+void gpu_requirements(const AttestationOptions& opts, GpuSummary& g, Report& rep) {
+  std::optional<int> need = opts.require_gpus;
+  if (opts.policy && opts.policy->gpu_min_count) need = std::max(need.value_or(0), *opts.policy->gpu_min_count);
+  g.required = need;
+  std::string archs = join(g.architectures);
+  if (need) {
+    bool ok = g.verified >= *need;
+    std::string detail = fmt::format("{} GPU(s) verified{}; at least {} required", g.verified,
+                                     archs.empty() ? "" : " (" + archs + ")", *need);
+    if (!ok && g.evidence_items == 0) detail += ": the report carries no GPU evidence (" + g.why_none + ")";
+    if (!ok && g.evidence_items > g.verified)
+      detail += fmt::format(": {} of {} evidence item(s) did not verify (see gpu.N.*)", g.evidence_items - g.verified,
+                            g.evidence_items);
+    rep.add(mk(Group::Gpu, "gpu.required", "at least the required number of GPUs verified (--require-gpu, policy)",
+               ok ? Status::Pass : Status::Fail, detail));
+  }
+  if (opts.policy && opts.policy->gpu_allowed_architectures) {
+    const auto& allowed = *opts.policy->gpu_allowed_architectures;
+    std::vector<std::string> bad;
+    for (std::size_t i = 0; i < g.architectures.size(); ++i)
+      if (!in_list(allowed, g.architectures[i])) bad.push_back(fmt::format("a verified GPU is {}", g.architectures[i]));
+    rep.add(mk(Group::Gpu, "gpu.architectures", "every verified GPU's architecture is one the policy allows",
+               bad.empty() ? Status::Pass : Status::Fail,
+               bad.empty() ? fmt::format("[{}] all in the policy ({})", archs, join(allowed))
+                           : join(bad) + ", not in the policy (" + join(allowed) + ")"));
   }
 }
 
-}  // namespace
+void gpu(const protocol::AttestationReport& att, const AttestationOptions& opts, Report& rep) {
+  const json::value* p = &att.gpu.nvidia_payload;
+  json::value from_items;
+  bool no_payload = p->is_null() || (p->is_string() && p->get_string().empty());
+  if (no_payload && att.gpu.items && !att.gpu.items->empty()) {
+    // Our proxy also serves the evidence as gpu_evidence: a report stripped of nvidia_payload alone is still read.
+    json::array a;
+    for (const auto& it : *att.gpu.items) a.push_back(it.to_json());
+    from_items = std::move(a);
+    p = &from_items;
+    no_payload = false;
+    rep.fact("encoding.gpu_evidence", "gpu_evidence array (nvidia_payload is null)");
+  }
+  GpuSummary g;
+  if (no_payload) {
+    g.why_none = att.gpu.error.value_or("the report carries no nvidia_payload");
+    rep.add(mk(Group::Gpu, "gpu.evidence", kGpuTitle, Status::Skipped, "no GPU evidence: " + g.why_none, false));
+  } else {
+    if (p->is_string()) rep.fact("encoding.nvidia_payload", "json-string");
+    std::string nonce = opts.expected_nonce_hex.value_or(att.request_nonce.value_or(""));
+    try {
+      check_gpu_evidence(*p, nonce, opts.gpu, rep);
+    } catch (const std::exception& e) {
+      rep.add(mk(Group::Gpu, "gpu.evidence", kGpuTitle, Status::Fail, e.what()));
+    }
+    if (p == &att.gpu.nvidia_payload) check_payloads_agree(att, rep);
+    g = summarize_gpus(rep);
+    if (g.evidence_items == 0) g.why_none = "the GPU evidence does not decode (see gpu.payload)";
+  }
+  gpu_requirements(opts, g, rep);
+  rep.fact("gpu.verified", g.verified == 0 ? "0" : fmt::format("{} ({})", g.verified, join(g.architectures)));
+  rep.gpus = std::move(g);
+}
 
-AttestationOutcome verify_attestation(const json::value& doc, const AttestationOptions& opts) {
+AttestationOutcome verify_one(const json::value& doc, const AttestationOptions& opts);
+
+// ----- all_attestations -----
+void instances(const json::value& doc, const AttestationOptions& opts, Report& rep) {
+  const json::value* all = get(doc, "all_attestations");
+  if (!all || !all->is_array()) return;  // absent (parse() rejected any other type)
+  const auto& entries = all->get_array();
+  json::object top = doc.get_object();
+  top.erase("all_attestations");
+  std::optional<std::size_t> top_at;
+  for (std::size_t k = 0; k < entries.size(); ++k) {
+    const std::string id = fmt::format("all_attestations.{}", k);
+    const std::string title =
+        fmt::format("all_attestations[{}] verifies like the top-level report (quote, binding, nonce, code, GPU)", k);
+    const json::value& e = entries[k];
+    if (e.is_object() && e.get_object() == top) {
+      if (!top_at) top_at = k;
+      rep.add(mk(Group::Instances, id, title, Status::Pass,
+                 "identical to the top-level report: its checks are the ones above"));
+      continue;
+    }
+    if (e.is_object() && e.get_object().contains("all_attestations")) {
+      rep.add(mk(Group::Instances, id, title, Status::Fail, "an entry must not itself carry all_attestations"));
+      continue;
+    }
+    AttestationOutcome sub = verify_one(e, opts);
+    const Report& r = sub.report;
+    std::vector<std::string> bad, skipped;
+    for (const auto& c : r.checks) {
+      if (!c.enforced) continue;
+      if (c.status == Status::Fail) bad.push_back(c.id + " (" + c.detail.substr(0, 160) + ")");
+      if (c.status == Status::Skipped) skipped.push_back(c.id);
+    }
+    int gpus = r.gpus ? r.gpus->verified : 0;
+    std::string who = fmt::format("signing_address {}, {} GPU(s) verified",
+                                  sub.signing_address.empty() ? "(none)" : sub.signing_address, gpus);
+    Status st = !bad.empty() ? Status::Fail : !skipped.empty() ? Status::Skipped : Status::Pass;
+    std::string detail = st == Status::Pass   ? "VERIFIED: " + who
+                         : st == Status::Fail ? "FAILED: " + join(bad) + "; " + who
+                                              : "INCOMPLETE (skipped: " + join(skipped) + "); " + who;
+    rep.add(mk(Group::Instances, id, title, st, detail));
+    if (!sub.signing_address.empty()) rep.fact(id + ".signing_address", sub.signing_address);
+    for (const auto& [fk, fv] : r.facts)
+      if (fk == "app_id" || fk == "compose_hash") rep.fact(id + "." + fk, fv);
+    rep.fact(id + ".gpus_verified", std::to_string(gpus));
+  }
+  const char* t_top = "the top-level report is one of the all_attestations entries";
+  rep.add(mk(Group::Instances, "all_attestations.top_level", t_top, top_at ? Status::Pass : Status::Fail,
+             top_at ? fmt::format("entry {} of {} is identical to the top level (member order ignored)", *top_at,
+                                  entries.size())
+                    : fmt::format("none of the {} entries equals the top-level report: the list does not describe "
+                                  "the instance that answered",
+                                  entries.size())));
+}
+
+AttestationOutcome verify_one(const json::value& doc, const AttestationOptions& opts) {
   AttestationOutcome out;
   Report& rep = out.report;
+  rep.gpus = GpuSummary{};
+  rep.gpus->why_none = "the report could not be read";
   if (!doc.is_object()) {
     rep.add(mk(Group::Hardware, "tdx.quote_format", "the report is a JSON object with a TDX quote", Status::Fail,
                "the attestation report is not a JSON object"));
@@ -446,6 +584,15 @@ AttestationOutcome verify_attestation(const json::value& doc, const AttestationO
   binding(att, quote, opts, out);
   code(att, quote, opts, rep);
   gpu(att, opts, rep);
+  return out;
+}
+
+}  // namespace
+
+AttestationOutcome verify_attestation(const json::value& doc, const AttestationOptions& opts) {
+  AttestationOutcome out = verify_one(doc, opts);
+  // all_attestations is read only when the report itself is well-formed (attestation.format passed).
+  if (!out.report.find("attestation.format")) instances(doc, opts, out.report);
   return out;
 }
 

@@ -28,6 +28,8 @@ struct AttestationOptions {
   std::function<std::optional<Collateral>(const Quote&, std::string& why)> fetch_collateral;
   std::optional<Policy> policy;
   GpuOptions gpu;
+  // verify --require-gpu N: at least N GPUs must verify (the larger of this and the policy's gpu.min_count).
+  std::optional<int> require_gpus;
 };
 
 struct AttestationOutcome {
@@ -37,7 +39,10 @@ struct AttestationOutcome {
   bool bound = false;           // report_data binds signing_address (and our nonce, when we sent one)
 };
 
-// Never throws on bad input: malformed fields become failed checks.
+// Never throws on bad input: malformed fields become failed checks. Report::gpus is always set (0 GPUs included).
+// When the report has all_attestations, every entry that is not identical to the top level is verified like it
+// (same options: nonce, algorithm, policy, GPU requirement) and gets one Group::Instances check
+// "all_attestations.<k>"; "all_attestations.top_level" checks that the top level is one of the entries.
 AttestationOutcome verify_attestation(const boost::json::value& attestation, const AttestationOptions& opts);
 
 }  // namespace pi::verify

@@ -454,9 +454,14 @@ bool check_format(Steps& st, DcapResult& r, ByteView raw) {
               fmt::format("certification data type {} is not 5 (PCK certificate chain)", q.cert_data_type));
       return false;
     }
-    st.pass(
-        "quote_format", kTitleFormat,
-        fmt::format("TDX quote v{} ({}), {} bytes", q.version, q.td.td15 ? "TD 1.5 body" : "TD 1.0 body", raw.size()));
+    // Bytes after the signature data: zero padding is accepted (and noted), anything else is rejected.
+    r.trailing_zero_bytes = protocol::tdx::check_trailing_bytes(raw, q);
+    st.pass("quote_format", kTitleFormat,
+            fmt::format(
+                "TDX quote v{} ({}), {} bytes{}", q.version, q.td.td15 ? "TD 1.5 body" : "TD 1.0 body", raw.size(),
+                r.trailing_zero_bytes
+                    ? fmt::format(" ({} of them zero padding after the signature data, ignored)", r.trailing_zero_bytes)
+                    : std::string()));
     r.quote = std::move(q);
     return true;
   } catch (const QuoteParseError& e) {

@@ -53,7 +53,8 @@ struct DcapResult {
   std::string tcb_status;      // merged platform + QE status, when evaluated
   std::vector<std::string> advisory_ids;
   std::string platform_tcb_status, qe_tcb_status;
-  std::string fmspc;       // hex, from the PCK certificate
+  std::string fmspc;                    // hex, from the PCK certificate
+  std::size_t trailing_zero_bytes = 0;  // zero padding after the signature data (accepted, covered by no signature)
   bool simulated = false;  // checked against Collateral::simulated_root_der (a TEST root): not a security proof
 };
 

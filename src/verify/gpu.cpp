@@ -2,6 +2,7 @@
 #include "verify/gpu.hpp"
 
 #include <cctype>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <set>
@@ -385,6 +386,33 @@ void check_gpu_evidence(const boost::json::value& nvidia_payload, std::string_vi
     return;
   }
   run_nras(cx, items, arch, expected, opts, now);
+}
+
+GpuSummary summarize_gpus(const Report& report) {
+  GpuSummary g;
+  for (const auto& [k, v] : report.facts)
+    if (k == "gpu.count") g.evidence_items = std::atoi(v.c_str());
+  for (const char* id : {"gpu.payload", "gpu.payload_nonce", "gpu.distinct_devices", "gpu.evidence_consistent"}) {
+    const Check* c = report.find(id);
+    if (c && c->enforced && c->status == Status::Fail) return g;  // the evidence as a whole is not trustworthy
+  }
+  for (int n = 0; n < g.evidence_items; ++n) {
+    const std::string p = "gpu." + std::to_string(n) + ".";
+    bool ok = true, simulated = false;
+    for (const char* c : {"evidence", "nonce", "spdm_signature", "cert_chain", "cert_validity", "arch"}) {
+      const Check* k = report.find(p + c);
+      ok = ok && k && k->status == Status::Pass;
+      simulated = simulated || (k && k->simulated);
+    }
+    if (!ok) continue;
+    ++g.verified;
+    g.simulated = g.simulated || simulated;
+    std::string arch = "UNKNOWN";
+    for (const auto& [k, v] : report.facts)
+      if (k == p + "arch") arch = v;
+    g.architectures.push_back(arch);
+  }
+  return g;
 }
 
 }  // namespace pi::verify

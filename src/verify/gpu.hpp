@@ -38,6 +38,12 @@ inline constexpr std::string_view kDefaultNrasJwksUrl = "https://nras.attestatio
 void check_gpu_evidence(const boost::json::value& nvidia_payload, std::string_view expected_nonce_hex,
                         const GpuOptions& opts, Report& report);
 
+// How many GPUs the Group::Gpu checks in `report` proved (GpuSummary::required and why_none are left unset):
+// GPU N counts when gpu.N.evidence, nonce, spdm_signature, cert_chain, cert_validity and arch all passed and no
+// enforced evidence-wide check (gpu.payload, gpu.payload_nonce, gpu.distinct_devices, gpu.evidence_consistent)
+// failed. evidence_items is the fact gpu.count.
+GpuSummary summarize_gpus(const Report& report);
+
 // The bundled NVIDIA Device Identity root CA (PEM), source named in gpu_roots.cpp.
 std::string_view nvidia_device_identity_root_pem();
 

@@ -7,7 +7,9 @@
 //   "os_image_hashes": ["<64 hex>", ...],
 //   "mrtd":   ["<96 hex>", ...],
 //   "rtmr0":  ["<96 hex>", ...], "rtmr1": [...], "rtmr2": [...],
-//   "allow_debug_td": false                                       // default false: a debug TD fails
+//   "allow_debug_td": false,                                      // default false: a debug TD fails
+//   "gpu": {"min_count": 1,                                        // at least this many GPUs verified
+//           "allowed_architectures": ["HOPPER", "BLACKWELL"]}      // every verified GPU is one of these
 // }
 // Without a policy: non-UpToDate statuses and advisories are reported (not enforced), and the
 // measurements are shown as facts for the user to compare.
@@ -25,6 +27,8 @@ struct Policy {
   std::optional<std::vector<std::string>> mrtd;
   std::optional<std::vector<std::string>> rtmr0, rtmr1, rtmr2;
   bool allow_debug_td = false;
+  std::optional<int> gpu_min_count;                                   // gpu.min_count (>= 0)
+  std::optional<std::vector<std::string>> gpu_allowed_architectures;  // gpu.allowed_architectures (upper case)
 };
 
 // Throws std::runtime_error with the offending key. Hex values are normalised to lowercase, no 0x.

@@ -1,6 +1,7 @@
 #pragma once
 // The verifier's result model, shared by every check (TDX, binding, event log, GPU, response).
 // Rendered as text (one line per check) or as the stable JSON documented in docs/verifier.md.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -8,8 +9,9 @@
 
 namespace pi::verify {
 
-// Order of groups follows the chain of trust: hardware → binding → code → GPU → response.
-enum class Group { Hardware, Binding, Code, Gpu, Response };
+// Order of groups follows the chain of trust: hardware → binding → code → GPU → the other instances of a
+// multi-instance report (all_attestations) → response.
+enum class Group { Hardware, Binding, Code, Gpu, Instances, Response };
 enum class Status { Pass, Fail, Skipped };
 
 struct Check {
@@ -22,9 +24,20 @@ struct Check {
   bool simulated = false;  // the evidence chains to a test root, not a real vendor root
 };
 
+// How many GPUs an attestation proved (docs/verifier-gpu.md "GPU count"): shown in every summary, 0 included.
+struct GpuSummary {
+  int evidence_items = 0;                  // items in the evidence list (0: the report carries none)
+  int verified = 0;                        // GPUs whose every enforced local check passed
+  std::vector<std::string> architectures;  // of the verified GPUs, in order
+  bool simulated = false;                  // some verified GPU chains to a test root
+  std::optional<int> required;             // --require-gpu / policy gpu.min_count
+  std::string why_none;                    // when evidence_items == 0: why (the report's gpu_evidence_error, …)
+};
+
 struct Report {
   std::vector<Check> checks;
   std::vector<std::pair<std::string, std::string>> facts;  // e.g. ("app_id", "…"), ("gpu.0.arch", "HOPPER")
+  std::optional<GpuSummary> gpus;                          // set by verify_attestation
 
   void add(Check c) { checks.push_back(std::move(c)); }
   // True when no enforced check failed.
@@ -57,6 +70,8 @@ inline const char* to_string(Group g) {
       return "code";
     case Group::Gpu:
       return "gpu";
+    case Group::Instances:
+      return "instances";
     case Group::Response:
       return "response";
   }

@@ -24,10 +24,35 @@ void add(Report& r, std::string id, std::string title, Status s, std::string det
   r.add(Check{Group::Response, std::move(id), std::move(title), s, std::move(detail)});
 }
 
+// n/2 for secp256k1, big-endian: a signature with s above it is the high-s twin of a valid low-s signature.
+constexpr std::uint8_t kHalfOrder[32] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                         0xff, 0xff, 0xff, 0xff, 0xff, 0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4,
+                                         0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0};
+
 }  // namespace
+
+std::string ecdsa_signature_form_problem(ByteView sig, const ResponseOptions& options) {
+  if (sig.size() != 65) return "the signature is not 65 bytes (r || s || v)";
+  if (std::lexicographical_compare(kHalfOrder, kHalfOrder + 32, sig.begin() + 32, sig.begin() + 64))
+    return "s is in the upper half of the curve order (high-s): the proxy always normalises s to the lower half "
+           "(EIP-2), so this is not a signature it produced";
+  const std::uint8_t v = sig[64];
+  if (v == 27 || v == 28) return {};
+  if ((v == 0 || v == 1) && options.accept_ecdsa_v01) return {};
+  if (v == 0 || v == 1)
+    return fmt::format("v is {} (a bare recovery id), not 27/28 as the proxy writes it; --accept-ecdsa-v01 accepts it",
+                       v);
+  return fmt::format("v is {}, not 27 or 28", v);
+}
 
 void check_response(std::string_view request_bytes, std::string_view response_bytes, const json::value& doc,
                     std::string_view algo_s, const std::optional<AttestationOutcome>& att, Report& rep) {
+  check_response(request_bytes, response_bytes, doc, algo_s, att, ResponseOptions{}, rep);
+}
+
+void check_response(std::string_view request_bytes, std::string_view response_bytes, const json::value& doc,
+                    std::string_view algo_s, const std::optional<AttestationOutcome>& att,
+                    const ResponseOptions& options, Report& rep) {
   const char* t_req = "sha256 of the exact request bytes equals the signed request_hash";
   const char* t_res = "sha256 of the exact response bytes equals the signed response_hash";
   const char* t_text = "the signed text is request_hash:response_hash";
@@ -75,8 +100,12 @@ void check_response(std::string_view request_bytes, std::string_view response_by
   } else if (*algo == protocol::SigningAlgo::Ecdsa) {
     auto s = sig.signature_for(*algo);
     auto stated = sig.signing_address_for(*algo);
-    auto rec = s && text ? protocol::recover_ecdsa_signer(*text, *s) : std::nullopt;
-    if (!rec) {
+    auto raw = s ? from_hex(*s) : std::nullopt;
+    std::string form = raw && raw->size() == 65 ? ecdsa_signature_form_problem(*raw, options) : std::string();
+    auto rec = s && text && form.empty() ? protocol::recover_ecdsa_signer(*text, *s) : std::nullopt;
+    if (!form.empty()) {
+      add(rep, "response.signature", t_sig, Status::Fail, form);
+    } else if (!rec) {
       add(rep, "response.signature", t_sig, Status::Fail, "no valid 65-byte ECDSA signature to recover a key from");
     } else {
       const std::string recovered = lower(to_hex(*rec));

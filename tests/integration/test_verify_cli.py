@@ -131,3 +131,115 @@ def test_garbage_report_fails_cleanly(tmp_path):
     checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["attestation.format"]["status"] == "fail"
     assert checks["attestation.format"]["detail"].startswith("info: ")
+
+
+# --- the verifier cannot be talked round (issue #11 item 7) -----------------------------------------------------
+
+def _verifying(tmp_path: Path, **override) -> Path:
+    """The sample with the synthetic Ed25519 key 01..01 that its placeholder report_data binds: VERIFIED."""
+    return _report(tmp_path, signing_algo="ed25519", signing_address=NONCE, **override)
+
+
+ED = ["--nonce", NONCE, "--signing-algo", "ed25519", "--no-nras", *COLL]
+
+
+def test_zero_gpus_is_shown_and_require_gpu_fails_without_evidence(tmp_path):
+    p = _verifying(tmp_path)
+    r = _run("--report", str(p), *ED)
+    assert r.returncode == 0, r.stdout
+    assert "summary: GPUs verified: 0 -- no GPU evidence: recorded sample has no GPU evidence" in r.stdout
+    r = _run("--report", str(p), *ED, "--json")
+    assert json.loads(r.stdout)["gpus"] == {"verified": 0, "evidence_items": 0, "architectures": [],
+                                            "simulated": False, "required": None,
+                                            "why_none": "recorded sample has no GPU evidence"}
+    # --require-gpu without a value means at least one
+    r = _run("--report", str(p), *ED, "--require-gpu", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert checks["gpu.required"]["status"] == "fail" and checks["gpu.required"]["enforced"] is True
+    assert "0 GPU(s) verified; at least 1 required" in checks["gpu.required"]["detail"]
+    assert doc["gpus"]["required"] == 1
+    r = _run("--report", str(p), *ED, "--require-gpu", "2", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["gpus"]["required"] == 2
+    r = _run("--report", str(p), *ED, "--require-gpu", "0")
+    assert r.returncode == 0, r.stdout
+    r = _run("--report", str(p), *ED, "--require-gpu", "many")
+    assert r.returncode == 2 and "--require-gpu" in r.stderr
+    # the same requirement from the policy file
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"gpu": {"min_count": 1, "allowed_architectures": ["HOPPER", "BLACKWELL"]}}))
+    r = _run("--report", str(p), *ED, "--policy", str(pol), "--json")
+    assert r.returncode == 1
+    assert {c["id"]: c["status"] for c in json.loads(r.stdout)["checks"]}["gpu.required"] == "fail"
+    pol.write_text(json.dumps({"gpu": {"min_cnt": 1}}))
+    r = _run("--report", str(p), *ED, "--policy", str(pol))
+    assert r.returncode == 2 and "policy.gpu has unknown key 'min_cnt'" in r.stderr
+
+
+def test_bytes_after_the_quote_must_be_zero_padding(tmp_path):
+    fx = json.loads((FIX / "vllm_proxy_sample_dstack.json").read_text())
+    quote = fx["quote"]["quote"]
+    r = _run("--report", str(_verifying(tmp_path, intel_quote=quote + "0000")), *ED, "--json")
+    assert r.returncode == 0, r.stdout
+    doc = json.loads(r.stdout)
+    assert doc["facts"]["tdx.quote_padding"].startswith("72 zero bytes")
+    assert doc["fact_status"]["tdx.quote_padding"]["status"] == "note"
+    r = _run("--report", str(_verifying(tmp_path, intel_quote=quote + "ff")), *ED, "--json")
+    assert r.returncode == 1
+    checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["tdx.quote_format"]["status"] == "fail"
+    assert "not zero padding" in checks["tdx.quote_format"]["detail"]
+
+
+def test_every_all_attestations_entry_is_verified(tmp_path):
+    p = _verifying(tmp_path)
+    doc = json.loads(p.read_text())
+    top = dict(doc["all_attestations"][0])
+    tampered = dict(top, request_nonce="bb" * 32)  # an instance answering another nonce
+    doc["all_attestations"] = [top, tampered]
+    p.write_text(json.dumps(doc))
+    r = _run("--report", str(p), *ED)
+    assert r.returncode == 1, r.stdout
+    assert "== instances ==" in r.stdout
+    assert "PASS all_attestations.0:" in r.stdout
+    assert "FAIL all_attestations.1:" in r.stdout and "binding.request_nonce" in r.stdout
+    assert "PASS all_attestations.top_level:" in r.stdout
+    # a list that does not contain the top level fails
+    doc["all_attestations"] = [dict(top, vm_config="{}")]
+    p.write_text(json.dumps(doc))
+    r = _run("--report", str(p), *ED, "--json")
+    assert r.returncode == 1
+    checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["all_attestations.0"]["status"] == "pass"
+    assert checks["all_attestations.top_level"]["status"] == "fail"
+
+
+@pytest.mark.parametrize("variant", ["verifying", "offline", "failing"])
+def test_every_shown_fact_has_a_status(tmp_path, variant):
+    if variant == "offline":
+        r = _run("--report", str(_verifying(tmp_path)), "--nonce", NONCE, "--signing-algo", "ed25519", "--offline",
+                 "--json")
+    elif variant == "failing":
+        r = _run("--report", str(_report(tmp_path)), "--nonce", NONCE, "--no-nras", "--json", *COLL)
+    else:
+        r = _run("--report", str(_verifying(tmp_path)), *ED, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["facts"], doc
+    assert set(doc["fact_status"]) == set(doc["facts"])
+    for key, st in doc["fact_status"].items():
+        assert st["status"] in ("checked", "not checked", "note"), (key, st)
+        if st["status"] == "checked":
+            assert st["by"], key
+            checks = {c["id"]: c["status"] for c in doc["checks"]}
+            assert all(checks.get(i) == "pass" for i in st["by"]), (key, st)
+        if st["status"] == "not checked":
+            assert st["why"] and "no check covers" not in st["why"], (key, st)
+    if variant == "verifying":
+        assert doc["fact_status"]["mrtd"]["status"] == "checked"
+        assert doc["fact_status"]["compose_hash"]["status"] == "checked"
+    if variant == "offline":
+        assert doc["fact_status"]["mrtd"]["status"] == "not checked"
+    if variant == "failing":  # the ECDSA address is not bound by this quote
+        assert doc["fact_status"]["signing_address"]["status"] == "not checked"
+        assert "binding.report_data failed" in doc["fact_status"]["signing_address"]["why"]

@@ -573,6 +573,35 @@ def streams_file() -> dict:
     }
 
 
+def ecdsa_forms_file() -> dict:
+    """The accepted and rejected encodings of one ECDSA signature (docs/spec/hashing-and-signing.md §4.1)."""
+    text = signed_text(b"{}", b"{}")
+    canonical = bytes.fromhex(ecdsa_sign(text)[2:])
+    r, s, v = canonical[:32], int.from_bytes(canonical[32:64], "big"), canonical[64]
+    high = r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])  # the same key's high-s twin, v flipped
+    # eth-account recovers the signer from every form below: the verdicts are the spec's rule, not recoverability
+    for sig in (canonical, high, canonical[:64] + bytes([v - 27])):
+        assert Account.recover_message(encode_defunct(text=text), signature=sig) == ecdsa_address()
+
+    def form(name: str, sig: bytes, strict: bool, compat: bool, why: str) -> dict:
+        return {"name": name, "signature": "0x" + sig.hex(), "accept": strict, "accept_with_v01_compat": compat,
+                "why": why}
+
+    return {
+        "description": "ECDSA signature encodings a verifier accepts or rejects for the text of two empty JSON "
+        "objects with the ECDSA key of keys.json (docs/spec/hashing-and-signing.md section 4.1). Regenerate with "
+        "tests/spec/gen_vectors.py --write.",
+        "text": text,
+        "signing_address": ecdsa_address(),
+        "forms": [
+            form("canonical", canonical, True, True, "low s, v = 27 + recid: what the proxy writes"),
+            form("v_0_1", canonical[:64] + bytes([v - 27]), False, True, "the bare recovery id as v"),
+            form("high_s", high, False, False, "s replaced by n - s (recid flipped): malleated, never produced"),
+            form("v_29", canonical[:64] + bytes([29 + (v - 27)]), False, False, "v outside 27/28 and 0/1"),
+        ],
+    }
+
+
 def render(obj: dict) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
@@ -583,7 +612,12 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=VECTORS_DIR, help="vector directory (default: %(default)s)")
     args = ap.parse_args()
 
-    files = {"keys.json": keys_file(), "exchanges.json": exchanges_file(), "streams.json": streams_file()}
+    files = {
+        "keys.json": keys_file(),
+        "exchanges.json": exchanges_file(),
+        "streams.json": streams_file(),
+        "ecdsa_forms.json": ecdsa_forms_file(),
+    }
     if args.write:
         args.dir.mkdir(parents=True, exist_ok=True)
         for name, obj in files.items():
