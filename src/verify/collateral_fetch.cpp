@@ -63,6 +63,17 @@ std::string default_collateral_cache_dir() {
   return {};
 }
 
+// The hex "signature" member of a PCS answer (TCB info, QE identity): an error, never a crash, when a
+// server sends anything else.
+static Bytes signature_of(std::string_view body) {
+  const auto doc = json::parse(body);
+  const auto* sig = doc.is_object() ? doc.as_object().if_contains("signature") : nullptr;
+  if (sig == nullptr || !sig->is_string()) throw std::runtime_error("no string 'signature' in the answer");
+  auto bytes = from_hex(std::string_view(sig->as_string()));
+  if (!bytes) throw std::runtime_error("the answer's 'signature' is not hex");
+  return std::move(*bytes);
+}
+
 std::string raw_json_member(std::string_view body, std::string_view key) {
   // Appended rather than concatenated: GCC 12 at -O3 reports a false -Wrestrict on "\"" + std::string.
   std::string needle(1, '"');
@@ -132,13 +143,13 @@ std::optional<Collateral> fetch_collateral(const Quote& q, const CollateralSourc
     url = fmt::format("{}/tdx/certification/v4/tcb?fmspc={}", base, pck.fmspc_hex);
     std::string body = fetch_ok(url, res);
     c.tcb_info = raw_json_member(body, "tcbInfo");
-    c.tcb_info_signature = *from_hex(std::string(json::parse(body).at("signature").as_string()));
+    c.tcb_info_signature = signature_of(body);
     c.tcb_info_issuer_chain = issuer_chain(res, {"tcb-info-issuer-chain", "sgx-tcb-info-issuer-chain"});
 
     url = fmt::format("{}/tdx/certification/v4/qe/identity", base);
     body = fetch_ok(url, res);
     c.qe_identity = raw_json_member(body, "enclaveIdentity");
-    c.qe_identity_signature = *from_hex(std::string(json::parse(body).at("signature").as_string()));
+    c.qe_identity_signature = signature_of(body);
     c.qe_identity_issuer_chain = issuer_chain(res, {"sgx-enclave-identity-issuer-chain"});
 
     url = src.pccs_url.empty() ? std::string(kIntelRootCrlUrl) : base + "/sgx/certification/v4/rootcacrl";

@@ -137,6 +137,11 @@ class FakeEngine {
     std::lock_guard lk(mu_);
     return requests_.size();
   }
+  // Forgets the requests seen so far (a long-running fuzzer would otherwise keep every one).
+  void clear_requests() {
+    std::lock_guard lk(mu_);
+    requests_.clear();
+  }
   // Times the peer closed its connection while a stream or a silent request was in progress.
   int peer_disconnects() const {
     std::lock_guard lk(mu_);
