@@ -44,11 +44,12 @@ struct ProxyServer::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   unsigned short port = 0;
 
-  // Runs on worker 0: waits until no request is in flight or the grace period is over, then stops.
+  // Runs on worker 0: waits until no request is in flight and every connection has ended (idle ones
+  // are closed at once, the others after their answer), or the grace period is over, then stops.
   awaitable<void> drain_watch(ProxyServer& server) {
     const auto deadline = Clock::now() + svc.cfg.shutdown_grace;
     net::steady_timer t(workers[0]->ioc);
-    while (svc.requests_inflight.load() > 0 && Clock::now() < deadline) {
+    while ((svc.requests_inflight.load() > 0 || svc.connections.load() > 0) && Clock::now() < deadline) {
       t.expires_after(std::chrono::milliseconds(20));
       co_await t.async_wait(kTuple);
     }
