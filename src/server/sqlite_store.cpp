@@ -218,11 +218,11 @@ SqliteSignatureStore::~SqliteSignatureStore() {
 }
 
 std::int64_t SqliteSignatureStore::now_ms() const {
-  const auto t = now_ ? now_() : WallClock::now();
+  const auto t = opt_.clock ? opt_.clock() : WallClock::now();
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-void SqliteSignatureStore::account_locked(std::int64_t now) {
+void SqliteSignatureStore::account_locked(std::int64_t now) const {
   while (!expiry_buckets_.empty() && expiry_buckets_.front().first * 1000 <= now) {
     live_ -= expiry_buckets_.front().second;
     expiry_buckets_.pop_front();
@@ -244,7 +244,9 @@ void SqliteSignatureStore::release() {
 }
 
 std::size_t SqliteSignatureStore::size() const {
+  const auto now = now_ms();
   std::lock_guard lk(acct_mu_);
+  account_locked(now);
   return live_;
 }
 

@@ -50,6 +50,8 @@ struct SqliteStoreOptions {
   std::string signer;
   bool synchronous_full = true;  // false: synchronous=NORMAL (see above)
   std::chrono::milliseconds purge_interval{std::chrono::seconds(10)};
+  // The wall clock used for expiry (tests replace it; must be thread-safe). Empty: system_clock.
+  std::function<std::chrono::system_clock::time_point()> clock;
 };
 
 class SqliteSignatureStore final : public SignatureStore {
@@ -78,8 +80,6 @@ class SqliteSignatureStore final : public SignatureStore {
   Stats stats() const;
   // Deletes expired rows now (on the writer thread) and waits for it.
   void purge_now();
-  // Tests: the wall clock the store uses for expiry (set before any commit).
-  void set_clock_for_test(std::function<WallClock::time_point()> now) { now_ = std::move(now); }
 
  protected:
   bool try_reserve() override;
@@ -99,12 +99,11 @@ class SqliteSignatureStore final : public SignatureStore {
   void writer_loop();
   void write_batch(std::vector<Pending>& batch);
   void purge_expired();
-  void account_locked(std::int64_t now);
+  void account_locked(std::int64_t now) const;  // drops expired buckets
   Reader* take_reader();
   void give_reader(Reader* r);
 
   const SqliteStoreOptions opt_;
-  std::function<WallClock::time_point()> now_;
   int lock_fd_ = -1;
   sqlite3* db_ = nullptr;  // the writer's connection (writer thread only after open)
   sqlite3_stmt* insert_ = nullptr;
@@ -112,8 +111,8 @@ class SqliteSignatureStore final : public SignatureStore {
 
   // Capacity accounting (reserve/commit/size/retry_after).
   mutable std::mutex acct_mu_;
-  std::deque<std::pair<std::int64_t, std::size_t>> expiry_buckets_;  // (expiry second, live records), ascending
-  std::size_t live_ = 0;
+  mutable std::deque<std::pair<std::int64_t, std::size_t>> expiry_buckets_;  // (expiry second, live records), ascending
+  mutable std::size_t live_ = 0;
   std::size_t reserved_ = 0;
 
   // The writer's queue.
