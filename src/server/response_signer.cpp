@@ -31,13 +31,13 @@ template <class Token>
 auto async_commit(SignatureStore::Reservation& r, std::string key, const protocol::SignatureRecord& rec,
                   Token&& token) {
   return net::async_initiate<Token, void(CommitResult)>(
-      [&r, &rec](auto handler, std::string k) {
+      [&r, &rec, k = std::move(key)](auto handler) mutable {
         auto ex = net::prefer(net::get_associated_executor(handler), net::execution::outstanding_work.tracked);
         r.commit_async(std::move(k), rec, [h = std::move(handler), ex](CommitResult res) mutable {
           net::post(ex, [h = std::move(h), res]() mutable { std::move(h)(res); });
         });
       },
-      token, std::move(key));
+      token);
 }
 
 }  // namespace

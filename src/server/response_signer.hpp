@@ -19,10 +19,10 @@
 namespace pi::server {
 
 enum class SignOutcome {
-  Signed,      // stored under id
-  Collision,   // the id already had a record; the existing one was kept
-  Incomplete,  // stream without completion, with an error event, or cut
-  NoId,        // completed stream that named no id
+  Signed,       // stored under id
+  Collision,    // the id already had a record; the existing one was kept
+  Incomplete,   // stream without completion, with an error event, or cut
+  NoId,         // completed stream that named no id
   NotSignable,  // not a 2xx answer
   StoreFailed   // the store could not write the record: not signed
 };

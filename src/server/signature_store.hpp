@@ -41,9 +41,12 @@ enum class CommitResult {
 class CommitCallback {
  public:
   CommitCallback() = default;
+  // NOLINTBEGIN(bugprone-forwarding-reference-overload,google-explicit-constructor): the constraint
+  // keeps copies/moves of CommitCallback on the special members; lambdas convert implicitly.
   template <class F>
-    requires(!std::is_same_v<std::decay_t<F>, CommitCallback>)
-  CommitCallback(F&& f) : impl_(std::make_unique<Impl<std::decay_t<F>>>(std::forward<F>(f))) {}  // NOLINT
+  requires(!std::is_same_v<std::decay_t<F>, CommitCallback>) CommitCallback(F&& f)
+      : impl_(std::make_unique<Impl<std::decay_t<F>>>(std::forward<F>(f))) {}
+  // NOLINTEND(bugprone-forwarding-reference-overload,google-explicit-constructor)
   void operator()(CommitResult r) {
     if (impl_) std::exchange(impl_, nullptr)->call(r);
   }

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 namespace pi::server {
 

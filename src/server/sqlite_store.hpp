@@ -71,10 +71,10 @@ class SqliteSignatureStore final : public SignatureStore {
   std::string describe() const override { return "sqlite:" + opt_.path; }
 
   struct Stats {
-    std::uint64_t transactions = 0;  // commit transactions written (each one fsync with FULL)
-    std::uint64_t records = 0;       // commits written in them
-    std::uint64_t purged = 0;        // expired rows deleted
-    std::uint64_t failed = 0;        // commits that failed
+    std::uint64_t transactions = 0;       // commit transactions written (each one fsync with FULL)
+    std::uint64_t records = 0;            // commits written in them
+    std::uint64_t purged = 0;             // expired rows deleted
+    std::uint64_t failed = 0;             // commits that failed
     std::uint64_t discarded_at_open = 0;  // rows of another signer deleted at open
   };
   Stats stats() const;

@@ -44,7 +44,8 @@ struct FakeClock {
   void advance(std::chrono::milliseconds d) { ms += d.count(); }
 };
 
-SqliteStoreOptions opts(const std::string& path, std::size_t cap = 100, std::chrono::seconds ttl = std::chrono::seconds(60)) {
+SqliteStoreOptions opts(const std::string& path, std::size_t cap = 100,
+                        std::chrono::seconds ttl = std::chrono::seconds(60)) {
   SqliteStoreOptions o;
   o.path = path;
   o.capacity = cap;
@@ -240,7 +241,7 @@ TEST(SqliteStore, BadFilesAreClearErrors) {
     expect_error(d.file("busy.db"), "in use by another process");
   }
   SqliteSignatureStore again(opts(d.file("busy.db")));  // the lock goes with the store
-  if (::geteuid() != 0) {                                // root writes anywhere
+  if (::geteuid() != 0) {                               // root writes anywhere
     ::mkdir(d.file("ro").c_str(), 0500);
     expect_error(d.file("ro/sig.db"), "cannot");
   }
