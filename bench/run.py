@@ -220,6 +220,15 @@ class Bench:
         wait_http(f"http://127.0.0.1:{port}/health")
         return p, port
 
+    def has_store_flag(self, binary: Path) -> bool:
+        """Whether `binary` has the durable signature store (a baseline build may predate it: memory then)."""
+        cache = self.__dict__.setdefault("_store_flag", {})
+        if binary not in cache:
+            out = subprocess.run([str(binary), "serve", "--help"], capture_output=True, text=True).stdout
+            cache[binary] = "--state-dir" in out
+            print(f"signature store of {binary}: {'sqlite (--state-dir, the default)' if cache[binary] else 'memory'}")
+        return cache[binary]
+
     def start_proxy(self, backend_port: int, gpus: int = 0, binary: Path | None = None) -> tuple[subprocess.Popen, int]:
         port = free_port()
         argv = [str(binary or self.pi), "serve", "--backend", f"http://127.0.0.1:{backend_port}", "--listen",
@@ -228,6 +237,9 @@ class Bench:
                 # one load generator is one client: its 8 concurrent attestations must fit one client's share
                 # (a quarter of the total) rather than measure the fairness limit
                 "--max-concurrent-attestations", "64"]
+        if self.has_store_flag(binary or self.pi):
+            # The production default: SQLite (WAL, synchronous=FULL, group commit) on a fresh file on this disk.
+            argv += ["--state-dir", tempfile.mkdtemp(prefix="proxy-state-", dir=self.tmp)]
         env = None
         if gpus:  # GPU evidence through the real dlopen path, served by the project's simulated NVML
             argv += ["--nvml-lib", str(self.pi.parent / "libnvidia-ml-sim.so")]

@@ -123,7 +123,8 @@ def main() -> int:
         sim_lib = Path(args.binary).resolve().parent / "libnvidia-ml-sim.so"
         px = start("proxy", [args.binary, "serve", "--backend", f"http://127.0.0.1:{backend_port}",
                              "--listen", f"127.0.0.1:{proxy_port}", "--dstack-socket", str(sock),
-                             "--model", "smollm2", f"--token={token}", "--threads", "1", "--nvml-lib", str(sim_lib)],
+                             "--model", "smollm2", f"--token={token}", "--threads", "1", "--nvml-lib", str(sim_lib),
+                             "--state-dir", str(work / "proxy-state")],
                    env={"PI_NVML_SIM_MODE": "testpki", "PI_NVML_SIM_GPUS": "2", "PI_NVML_SIM_PPCIE": "1",
                         "PI_NVML_SIM_PKI_DIR": str(gpu_pki)})
         base = f"http://127.0.0.1:{proxy_port}"

@@ -1,14 +1,19 @@
 // `private-inference serve`: flags with environment fall-backs (names operators of vllm-proxy
 // already use), TEE discovery, signing-key derivation, then the proxy.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "cli/commands.hpp"
 #include "server/proxy.hpp"
 #include "server/routes.hpp"
+#include "server/sqlite_store.hpp"
 #include "tee/dstack_client.hpp"
 #include "tee/gpu_evidence.hpp"
 
@@ -38,7 +43,38 @@ struct ServeFlags {
   std::string log_level = "info";
   std::string gpu_mode = "auto";
   std::string nvml_lib;
+  std::string store;      // empty: sqlite under the state directory
+  std::string state_dir;  // empty: kDefaultStateDir
 };
+
+constexpr const char* kDefaultStateDir = "/var/lib/private-inference";
+
+// The signature store: --store as given; else sqlite:<state dir>/signatures.db. An explicit state
+// directory that cannot be used is an error; the default one (not writable when not run as a
+// service user, e.g. a developer's shell) falls back to memory with a warning.
+std::optional<server::StoreSpec> choose_store(const ServeFlags& f) {
+  if (!f.store.empty()) return server::parse_store_spec(f.store);
+  const bool is_default = f.state_dir.empty();
+  const std::string dir = is_default ? kDefaultStateDir : f.state_dir;
+  std::error_code ec;
+  if (std::filesystem::create_directories(dir, ec)) {  // created here: only the proxy's user reads it
+    std::error_code ignored;
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ignored);
+  }
+  if (ec || ::access(dir.c_str(), W_OK | X_OK) != 0) {
+    const std::string why = ec ? ec.message() : std::strerror(errno);
+    if (!is_default) {
+      spdlog::error("--state-dir {}: not a writable directory: {}", dir, why);
+      return std::nullopt;
+    }
+    spdlog::warn(
+        "state directory {} is not writable ({}): signature records are kept in MEMORY and lost on restart; "
+        "pass --state-dir DIR or --store sqlite:PATH to keep them",
+        dir, why);
+    return server::StoreSpec{};
+  }
+  return server::StoreSpec{server::StoreSpec::Kind::Sqlite, server::default_store_path(dir)};
+}
 
 // Identity: dstack-derived when a TEE agent is present (same paths as vllm-proxy, so a
 // deployment keeps its signing addresses across restarts and across a switch to this proxy).
@@ -75,6 +111,14 @@ Runner register_serve(CLI::App& app) {
       ->envname("SIGNATURE_CAPACITY")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_option("--store", f->store,
+                  "Where signature records are kept: sqlite:PATH (durable) or memory (lost on restart; tests). "
+                  "Default: sqlite:<state dir>/signatures.db")
+      ->envname("PI_STORE");
+  sub->add_option("--state-dir", f->state_dir,
+                  std::string("Directory for the proxy's state (the signature store). Default: ") + kDefaultStateDir +
+                      " (memory, with a warning, when not writable)")
+      ->envname("PI_STATE_DIR");
   sub->add_option("--max-body-bytes", f->max_body, "Largest request body accepted (413 beyond)")
       ->envname("VLLM_PROXY_MAX_REQUEST_SIZE")
       ->check(CLI::PositiveNumber)
@@ -146,6 +190,14 @@ Runner register_serve(CLI::App& app) {
     cfg.max_concurrent_attestations = f->max_attestations;
     cfg.max_connections = f->max_connections;
     cfg.max_buffered_bytes = f->max_buffered;
+    try {
+      auto store = choose_store(*f);
+      if (!store) return 2;
+      cfg.store = std::move(*store);
+    } catch (const std::invalid_argument& e) {
+      spdlog::error("--store: {}", e.what());
+      return 2;
+    }
     const auto known_groups = server::route_groups();  // the route table names the groups
     for (const auto& p : cfg.public_endpoints) {
       if (!known_groups.contains(p)) {
@@ -200,9 +252,15 @@ Runner register_serve(CLI::App& app) {
       tee.gpu = std::move(nvml);
     }
     if (cfg.tokens.empty()) spdlog::warn("no --token configured: inference and signature endpoints are open to anyone");
-    server::ProxyServer proxy(std::move(cfg), std::move(*identity), std::move(tee));
-    proxy.bind();
-    proxy.run(true);
+    std::optional<server::ProxyServer> proxy;
+    try {
+      proxy.emplace(std::move(cfg), std::move(*identity), std::move(tee));
+    } catch (const server::StoreError& e) {
+      spdlog::error("{}", e.what());
+      return 2;
+    }
+    proxy->bind();
+    proxy->run(true);
     return 0;
   };
 }

@@ -37,6 +37,13 @@ BackendUrl parse_backend_url(const std::string& url) {
   return b;
 }
 
+StoreSpec parse_store_spec(const std::string& s) {
+  if (s == "memory") return {};
+  const std::string scheme = "sqlite:";
+  if (s.rfind(scheme, 0) == 0 && s.size() > scheme.size()) return {StoreSpec::Kind::Sqlite, s.substr(scheme.size())};
+  throw std::invalid_argument("store '" + s + "' must be 'memory' or 'sqlite:PATH'");
+}
+
 ListenAddress parse_listen(const std::string& s) {
   ListenAddress l;
   std::string port;

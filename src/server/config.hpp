@@ -24,6 +24,17 @@ struct ListenAddress {
 };
 ListenAddress parse_listen(const std::string& s);  // "host:port", "[v6]:port" or ":port"
 
+// Where signature records are kept: "memory" (lost on restart; tests) or "sqlite:PATH" (a file).
+struct StoreSpec {
+  enum class Kind { Memory, Sqlite } kind = Kind::Memory;
+  std::string path;  // Sqlite: the database file
+  std::string describe() const { return kind == Kind::Memory ? "memory" : "sqlite:" + path; }
+};
+// "memory" | "sqlite:PATH" (PATH non-empty); throws std::invalid_argument otherwise.
+StoreSpec parse_store_spec(const std::string& s);
+// The database file under a state directory.
+inline std::string default_store_path(const std::string& state_dir) { return state_dir + "/signatures.db"; }
+
 struct ServerConfig {
   BackendUrl backend;
   ListenAddress listen;
@@ -33,6 +44,7 @@ struct ServerConfig {
   std::string dstack_socket;        // explicit socket/endpoint (discovery if empty)
   std::chrono::seconds signature_ttl{1200};
   std::size_t signature_capacity = 100000;
+  StoreSpec store;  // `serve` defaults to sqlite under --state-dir; the library default is memory
   std::size_t max_body_bytes = 10u << 20;
   std::size_t max_backend_body_bytes = 256u << 20;  // non-streaming backend answers
   std::chrono::seconds connect_timeout{10};

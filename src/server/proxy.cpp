@@ -20,6 +20,7 @@
 #include "server/error.hpp"
 #include "server/routes.hpp"
 #include "server/session.hpp"
+#include "server/sqlite_store.hpp"
 
 namespace pi::server {
 
@@ -35,9 +36,30 @@ Services::Services(ServerConfig c, protocol::SigningIdentity id, TeeContext t)
 struct ProxyServer::Impl {
   Impl(ServerConfig c, protocol::SigningIdentity id, TeeContext t, std::unique_ptr<SignatureStore> s)
       : svc(std::move(c), std::move(id), std::move(t)) {
-    svc.store =
-        s ? std::move(s) : std::make_unique<MemorySignatureStore>(svc.cfg.signature_capacity, svc.cfg.signature_ttl);
+    svc.store = s ? std::move(s) : make_store();
+    spdlog::info("signature store: {}", svc.store->describe());
   }
+
+  // The store cfg.store names. Records are rendered with this server's signing addresses, so the
+  // SQLite file is bound to them (records signed by other keys are not served).
+  std::unique_ptr<SignatureStore> make_store() {
+    const auto& c = svc.cfg;
+    if (c.store.kind == StoreSpec::Kind::Memory)
+      return std::make_unique<MemorySignatureStore>(c.signature_capacity, c.signature_ttl);
+    SqliteStoreOptions o;
+    o.path = c.store.path;
+    o.capacity = c.signature_capacity;
+    o.ttl = c.signature_ttl;
+    o.signer = "ecdsa=" + svc.identity.signing_address(protocol::SigningAlgo::Ecdsa) +
+               " ed25519=" + svc.identity.signing_address(protocol::SigningAlgo::Ed25519);
+    return std::make_unique<SqliteSignatureStore>(std::move(o));
+  }
+
+  ~Impl() {
+    if (svc.store) svc.store->flush();  // before the workers' loops (commit handlers post to them) go
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   Services svc;
   std::vector<tcp::endpoint> engine_endpoints;
@@ -155,6 +177,9 @@ void ProxyServer::run(bool handle_signals) {
   for (std::size_t i = 1; i < im.workers.size(); ++i) threads.emplace_back([&w = *im.workers[i]] { w.ioc.run(); });
   im.workers[0]->ioc.run();
   for (auto& t : threads) t.join();
+  // Commits still being written complete (their handlers are posted to the stopped loops and
+  // destroyed with them) before the loops go away.
+  im.svc.store->flush();
   // The event loops have stopped: complete GPU-evidence requests still waiting before the loops
   // (and the coroutines parked on them) are destroyed.
   if (im.svc.tee.gpu) im.svc.tee.gpu->shutdown();

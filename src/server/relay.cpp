@@ -106,6 +106,9 @@ void note_signature(Exchange& x, const SignResult& r) {
       break;
     case SignOutcome::NotSignable:
       break;
+    case SignOutcome::StoreFailed:  // the store has logged why
+      spdlog::error("the signature record for id {} could not be stored: the answer is not signed", r.id);
+      break;
   }
 }
 
@@ -127,8 +130,9 @@ awaitable<void> engine_failure(Exchange& x, beast::error_code ec) {
   }
 }
 
-// A non-streamed answer: read whole (bounded), signed before it is sent so the record exists by
-// the time the client has the answer.
+// A non-streamed answer: read whole (bounded), signed before it is sent so the record exists (is
+// durable, for a durable store) by the time the client has the answer. A record the store could not
+// write makes the answer a 503: the client was promised a signature for every answer it gets.
 awaitable<void> relay_whole(Exchange& x, EngineConn& conn, beast::flat_buffer& buf,
                             http::response_parser<http::buffer_body>& head) {
   const bool ok_status = head.get().result_int() >= 200 && head.get().result_int() < 300;
@@ -148,14 +152,19 @@ awaitable<void> relay_whole(Exchange& x, EngineConn& conn, beast::flat_buffer& b
   res.set(http::field::server, kServerName);
   res.body() = std::move(eres.body());
   res.keep_alive(x.call.keep_alive());
+  if (engine_keep) x.call.worker.pool.release(conn);
   if (x.signer && ok_status) {
-    const auto r = x.signer->sign_body(res.body());
+    const auto r = co_await x.signer->sign_body(res.body());
     note_signature(x, r);
+    if (r.outcome == SignOutcome::StoreFailed) {
+      co_await respond_error(x, HttpError::unavailable("The signature store could not record this answer's signature",
+                                                       "signature_store_error", false));
+      co_return;
+    }
     if (r.outcome == SignOutcome::Signed) res.set("X-Signature-Id", r.id);
   }
   x.signer.reset();
   res.prepare_payload();
-  if (engine_keep) x.call.worker.pool.release(conn);
   x.progress = Progress::Finished;
   x.bytes_out = res.body().size();
   x.reusable = co_await send_response(x.call, std::move(res));
@@ -204,7 +213,19 @@ awaitable<void> relay_stream(Exchange& x, EngineConn& conn, beast::flat_buffer& 
     co_return;
   }
   if (head.keep_alive()) x.call.worker.pool.release(conn);
-  if (x.signer) note_signature(x, x.signer->finish_stream());
+  // The record is committed (durable) before the held bytes and the last chunk leave.
+  if (x.signer) {
+    const auto sr = co_await x.signer->finish_stream();
+    note_signature(x, sr);
+    if (sr.outcome == SignOutcome::StoreFailed) {  // not signed: the client sees a broken stream
+      x.signer.reset();
+      beast::error_code ignored;
+      client.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      client.socket().close(ignored);
+      x.reusable = false;
+      co_return;
+    }
+  }
   x.signer.reset();
   x.progress = Progress::Judged;
   client.expires_after(x.cfg().client_timeout);

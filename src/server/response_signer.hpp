@@ -2,7 +2,10 @@
 // The response signer: sees the exact bytes going out to the client and nothing else (no socket).
 // It holds a signature-store reservation for the whole exchange (RAII: destroyed unsigned, the slot
 // goes back), hashes the request once and the response incrementally, and decides — by the rules of
-// src/protocol — whether and under which id the answer is signed.
+// src/protocol — whether and under which id the answer is signed. Signing ends with the store's
+// commit, which is awaited (asynchronously: the event loop keeps running while a durable store
+// writes): when sign_body / finish_stream return, the record is stored, so the caller may then
+// send the last bytes of the answer.
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,16 +13,18 @@
 #include "crypto/hash.hpp"
 #include "protocol/signing.hpp"
 #include "protocol/sse.hpp"
+#include "server/http.hpp"
 #include "server/signature_store.hpp"
 
 namespace pi::server {
 
 enum class SignOutcome {
-  Signed,      // stored under id
-  Collision,   // the id already had a record; the existing one was kept
-  Incomplete,  // stream without completion, with an error event, or cut
-  NoId,        // completed stream that named no id
-  NotSignable  // not a 2xx answer
+  Signed,       // stored under id
+  Collision,    // the id already had a record; the existing one was kept
+  Incomplete,   // stream without completion, with an error event, or cut
+  NoId,         // completed stream that named no id
+  NotSignable,  // not a 2xx answer
+  StoreFailed   // the store could not write the record: not signed
 };
 
 struct SignResult {
@@ -35,7 +40,7 @@ class ResponseSigner {
 
   // A whole (non-streamed) 2xx answer: signs its exact bytes under the body's "id" (or a generated
   // "pi-…" id when it has none).
-  SignResult sign_body(std::string_view body);
+  awaitable<SignResult> sign_body(std::string_view body);
 
   // Streamed answers: every byte relayed to the client, in order.
   void feed(std::string_view bytes) {
@@ -45,7 +50,7 @@ class ResponseSigner {
   // The stream has reached its completion event: bytes after it are held until finish_stream().
   bool stream_completed() const { return scanner_.completed(); }
   // The stream ended cleanly (no transport error): signs it if it is signable.
-  SignResult finish_stream();
+  awaitable<SignResult> finish_stream();
 
   const crypto::Digest32& request_hash() const { return request_hash_; }
 
@@ -53,7 +58,7 @@ class ResponseSigner {
   ResponseSigner(SignatureStore::Reservation r, const protocol::SigningIdentity& id, std::string owner,
                  const crypto::Digest32& request_hash)
       : reservation_(std::move(r)), identity_(&id), owner_(std::move(owner)), request_hash_(request_hash) {}
-  SignResult commit(const crypto::Digest32& response_hash, const std::string& id);
+  awaitable<SignResult> commit(const crypto::Digest32& response_hash, std::string id);
 
   SignatureStore::Reservation reservation_;
   const protocol::SigningIdentity* identity_;

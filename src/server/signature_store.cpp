@@ -1,11 +1,24 @@
 #include "server/signature_store.hpp"
 
+#include <future>
+
 namespace pi::server {
 
+void SignatureStore::Reservation::commit_async(std::string key, const protocol::SignatureRecord& rec,
+                                               CommitCallback done) {
+  if (store_ == nullptr) {
+    done(CommitResult::Collision);
+    return;
+  }
+  // The store's commit consumes the slot whatever the result.
+  std::exchange(store_, nullptr)->commit_async(std::move(key), rec, std::move(done));
+}
+
 bool SignatureStore::Reservation::commit(const std::string& key, const protocol::SignatureRecord& rec) {
-  if (store_ == nullptr) return false;
-  // The store's commit consumes the slot whether or not the key was free.
-  return std::exchange(store_, nullptr)->commit(key, rec);
+  std::promise<CommitResult> p;
+  auto f = p.get_future();
+  commit_async(key, rec, [&p](CommitResult r) { p.set_value(r); });
+  return f.get() == CommitResult::Stored;
 }
 
 void MemorySignatureStore::purge_locked(Shard& s, Clock::time_point t) {
@@ -39,7 +52,11 @@ bool MemorySignatureStore::try_reserve() {
 
 void MemorySignatureStore::release() { reserved_.fetch_sub(1); }
 
-bool MemorySignatureStore::commit(const std::string& key, const protocol::SignatureRecord& rec) {
+void MemorySignatureStore::commit_async(std::string key, const protocol::SignatureRecord& rec, CommitCallback done) {
+  done(insert(key, rec) ? CommitResult::Stored : CommitResult::Collision);
+}
+
+bool MemorySignatureStore::insert(const std::string& key, const protocol::SignatureRecord& rec) {
   auto& s = shard_for(key);
   const auto t = now();
   bool inserted = false;

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,6 +384,9 @@ def start_proxy(stack: Stack, name: str, backend_url: str, dstack_socket: Path |
     if dstack_socket is not None:
         argv += ["--dstack-socket", str(dstack_socket)]
     argv += extra or []
+    if not any(a.split("=")[0] in ("--store", "--state-dir") for a in argv):
+        # Each proxy its own signature store (the default state directory would be shared, and locked).
+        argv += ["--state-dir", tempfile.mkdtemp(prefix=f"{name}-state-", dir=stack.log_dir)]
     stack.tokens.update(tokens)
     proc = stack.start(name, "proxy", argv, env=sanitizer_env())
     url = f"http://127.0.0.1:{port}"
