@@ -19,10 +19,12 @@ JOBS       ?= $(shell nproc)
 LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 
 # Debian bookworm packages the build and the tests need (clang-14 + libclang-rt-14-dev: libFuzzer and its
-# sanitizer runtimes for the fuzz harnesses, which GCC does not have).
+# sanitizer runtimes for the fuzz harnesses, which GCC does not have; hiredis for the Redis signature store;
+# redis-server and haproxy are real servers the store and fleet tests start).
 APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1.81-dev libssl-dev \
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev libsqlite3-dev \
-  python3-venv clang-format clang-tidy clang-14 libclang-rt-14-dev
+  python3-venv clang-format clang-tidy clang-14 libclang-rt-14-dev \
+  libhiredis-dev redis-server haproxy
 
 CXX_SOURCES = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 TIDY_SOURCES = $(shell git ls-files 'src/*.cpp')
@@ -150,7 +152,7 @@ lint: lint-format lint-tidy
 lint-full: lint-format
 	$(MAKE) lint-tidy TIDY_SOURCES="$(TIDY_ALL)"
 
-lint-format:
+lint-format: deps
 	clang-format --dry-run -Werror $(CXX_SOURCES)
 
 $(BUILD_LINT)/compile_commands.json: FORCE
