@@ -78,8 +78,8 @@ struct Stats {
   // Streams: last content token's arrival -> the stream's end (through the proxy: the signature's commit,
   // which the final events wait for).
   std::vector<double> tail;
-  std::uint64_t requests = 0;          // answers completed in the window
-  std::uint64_t tokens = 0;            // received in the window
+  std::uint64_t requests = 0;  // answers completed in the window
+  std::uint64_t tokens = 0;    // received in the window
   std::uint64_t bytes = 0;
   std::map<std::string, std::uint64_t> errors;
 };

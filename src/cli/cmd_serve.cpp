@@ -91,7 +91,7 @@ std::optional<server::StoreSpec> choose_store(const ServeFlags& f) {
         dir, why);
     return server::StoreSpec{};
   }
-  return server::StoreSpec{server::StoreSpec::Kind::Sqlite, server::default_store_path(dir)};
+  return server::StoreSpec{server::StoreSpec::Kind::Sqlite, server::default_store_path(dir), {}};
 }
 
 // Identity: dstack-derived when a TEE agent is present (same paths as vllm-proxy, so a
@@ -129,10 +129,11 @@ Runner register_serve(CLI::App& app) {
       ->envname("SIGNATURE_CAPACITY")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  sub->add_option("--store", f->store,
-                  "Where signature records are kept: sqlite:PATH (durable), redis://[[user]:password@]host[:port][/db] "
-                  "(shared by a fleet of replicas; also REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_DB as "
-                  "vllm-proxy reads them) or memory (lost on restart; tests). Default: sqlite:<state dir>/signatures.db")
+  sub->add_option(
+         "--store", f->store,
+         "Where signature records are kept: sqlite:PATH (durable), redis://[[user]:password@]host[:port][/db] "
+         "(shared by a fleet of replicas; also REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_DB as "
+         "vllm-proxy reads them) or memory (lost on restart; tests). Default: sqlite:<state dir>/signatures.db")
       ->envname("PI_STORE");
   sub->add_option("--state-dir", f->state_dir,
                   std::string("Directory for the proxy's state (the signature store). Default: ") + kDefaultStateDir +

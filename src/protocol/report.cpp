@@ -411,7 +411,7 @@ AttestationReport AttestationReport::parse(const json::value& v) {
 // ----- signature record -------------------------------------------------------------------------------------------
 
 SignatureResponse SignatureResponse::make(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo,
-                                         std::string_view instance_id) {
+                                          std::string_view instance_id) {
   SignatureResponse s;
   const std::string ecdsa = ecdsa_signature_hex(r);
   const std::string ed = ed25519_signature_hex(r);

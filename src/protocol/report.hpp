@@ -134,7 +134,7 @@ struct AttestationReport {
   GpuEvidence gpu;
   bool simulated = false;
   std::optional<std::string> simulated_notice;  // ours: kSimulatedNotice when simulated
-  std::optional<std::string> instance_id;       // ours: the replica's dstack instance_id (also in info and the event log)
+  std::optional<std::string> instance_id;  // ours: the replica's dstack instance_id (also in info and the event log)
 
   // event_log from the agent's text: its JSON when it parses, else the text itself as a string.
   static boost::json::value event_log_from_text(std::string_view agent_text);

@@ -92,7 +92,8 @@ RedisEndpoint parse_redis_url(const std::string& url) {
   RedisEndpoint e;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     const auto db = rest.substr(slash + 1);
-    if (!db.empty() && (!parse_number(db, e.db) || e.db < 0)) throw std::invalid_argument(what + ": bad database number");
+    if (!db.empty() && (!parse_number(db, e.db) || e.db < 0))
+      throw std::invalid_argument(what + ": bad database number");
     rest = rest.substr(0, slash);
   }
   if (auto at = rest.rfind('@'); at != std::string_view::npos) {
@@ -145,7 +146,8 @@ std::string StoreSpec::describe() const {
 StoreSpec parse_store_spec(const std::string& s) {
   if (s == "memory") return {};
   const std::string scheme = "sqlite:";
-  if (s.rfind(scheme, 0) == 0 && s.size() > scheme.size()) return {StoreSpec::Kind::Sqlite, s.substr(scheme.size()), {}};
+  if (s.rfind(scheme, 0) == 0 && s.size() > scheme.size())
+    return {StoreSpec::Kind::Sqlite, s.substr(scheme.size()), {}};
   if (s.rfind("redis://", 0) == 0 || s.rfind("rediss://", 0) == 0)
     return {StoreSpec::Kind::Redis, {}, parse_redis_url(s)};
   throw std::invalid_argument("store '" + s + "' must be 'memory', 'sqlite:PATH' or 'redis://…'");

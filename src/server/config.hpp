@@ -40,8 +40,8 @@ RedisEndpoint parse_redis_url(const std::string& url);  // throws std::invalid_a
 // "redis://…" (shared by a fleet of replicas).
 struct StoreSpec {
   enum class Kind { Memory, Sqlite, Redis } kind = Kind::Memory;
-  std::string path;      // Sqlite: the database file
-  RedisEndpoint redis;   // Redis
+  std::string path;     // Sqlite: the database file
+  RedisEndpoint redis;  // Redis
   std::string describe() const;
 };
 // "memory" | "sqlite:PATH" (PATH non-empty) | "redis://…"; throws std::invalid_argument otherwise.

@@ -90,7 +90,7 @@ std::string Metrics::render(std::size_t store_size, std::size_t store_capacity, 
   gauge("pi_signature_store_records", "Signature records held (not expired).", static_cast<double>(store_size));
   gauge("pi_signature_store_capacity", "Maximum signature records.", static_cast<double>(store_capacity));
   counter("pi_signature_store_errors_total",
-          "Signature store commands that failed (Redis: error reply, connection lost or timeout).", store.errors);
+          "Signature store failures (Redis: error reply, connection lost or refused, command timeout).", store.errors);
   gauge("pi_signature_store_unsynced_records",
         "Records kept in this replica's memory while the shared store (Redis) was unreachable, not yet written there.",
         static_cast<double>(store.unsynced));

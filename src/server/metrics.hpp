@@ -29,9 +29,9 @@ class Histogram {
 
 // What a signature store reports about its health (a networked store: Redis).
 struct StoreHealth {
-  std::uint64_t errors = 0;   // commands that failed
-  std::size_t unsynced = 0;   // records kept locally, waiting for the shared store
-  int connected = -1;         // 1/0 for a networked store; -1: not one
+  std::uint64_t errors = 0;  // commands that failed
+  std::size_t unsynced = 0;  // records kept locally, waiting for the shared store
+  int connected = -1;        // 1/0 for a networked store; -1: not one
 };
 
 // Per-route series are indexed by route (the route table's metric index); `labels` names them.

@@ -18,9 +18,9 @@
 
 #include "server/context.hpp"
 #include "server/error.hpp"
+#include "server/redis_store.hpp"
 #include "server/routes.hpp"
 #include "server/session.hpp"
-#include "server/redis_store.hpp"
 #include "server/sqlite_store.hpp"
 
 namespace pi::server {

@@ -67,7 +67,7 @@ struct Adapter : std::enable_shared_from_this<Adapter> {
     a->ac = nullptr;
     boost::system::error_code ignored;
     a->sd.cancel(ignored);
-    a->sd.release();      // hiredis closes the fd
+    a->sd.release();                 // hiredis closes the fd
     auto keep = std::move(a->self);  // the last reference may be a pending wait's
   }
 };

@@ -145,6 +145,7 @@ struct RedisSignatureStore::Impl {
   // Logged once per outage, with the first reason.
   void connection_down(const std::string& why) {
     connected = false;
+    errors++;
     last_error = why;
     if (!down_logged) {
       down_logged = true;
@@ -352,7 +353,6 @@ struct RedisSignatureStore::Impl {
     tick.async_wait([this](const boost::system::error_code& ec) {
       if (ec || stopping) return;
       if (ac != nullptr && !inflight.empty() && SteadyClock::now() - inflight.front()->sent > opt.command_timeout) {
-        errors++;
         drop("no answer within " + std::to_string(opt.command_timeout.count()) + " ms");
       }
       const auto now = outer.now_ms();

@@ -60,11 +60,11 @@ class RedisSignatureStore final : public SignatureStore {
   StoreHealth health() const override;
 
   struct Stats {
-    std::uint64_t written = 0;    // records Redis acknowledged (SET … NX answered OK)
-    std::uint64_t collisions = 0;  // SET … NX answered nil
+    std::uint64_t written = 0;       // records Redis acknowledged (SET … NX answered OK)
+    std::uint64_t collisions = 0;    // SET … NX answered nil
     std::uint64_t kept_locally = 0;  // commits that could not reach Redis and were kept in memory
     std::uint64_t resynced = 0;      // of those, written to Redis later
-    std::uint64_t errors = 0;        // commands that failed (error reply, connection lost, timeout)
+    std::uint64_t errors = 0;        // failures: error replies, connections lost or refused, timeouts
     std::uint64_t connects = 0;      // connections made ready (the first one included)
     std::size_t unsynced = 0;        // records in memory waiting for Redis
     bool connected = false;

@@ -28,8 +28,7 @@ namespace {
 // Hands the record to the store and resumes the coroutine on its own executor when the store has
 // completed the commit (the SQLite store completes on its writer thread).
 template <class Token>
-auto async_commit(SignatureStore::Reservation& r, std::string key, const StoredRecord& rec,
-                  Token&& token) {
+auto async_commit(SignatureStore::Reservation& r, std::string key, const StoredRecord& rec, Token&& token) {
   return net::async_initiate<Token, void(CommitResult)>(
       [&r, &rec, k = std::move(key)](auto handler) mutable {
         auto ex = net::prefer(net::get_associated_executor(handler), net::execution::outstanding_work.tracked);

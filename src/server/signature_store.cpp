@@ -38,8 +38,7 @@ std::optional<StoredRecord> decode_record(std::string_view b) {
   return r;
 }
 
-void SignatureStore::Reservation::commit_async(std::string key, const StoredRecord& rec,
-                                               CommitCallback done) {
+void SignatureStore::Reservation::commit_async(std::string key, const StoredRecord& rec, CommitCallback done) {
   if (store_ == nullptr) {
     done(CommitResult::Collision);
     return;

@@ -242,3 +242,31 @@ def test_fleet_behind_haproxy_loses_no_signature(stack, tmp_path):
     assert other_replica > len(complete) // 2, "most records were fetched from a replica that did not serve them"
     print(f"fleet: {len(results)} answers, {len(complete)} in full, all {2 * len(complete)} signatures verified; "
           f"{other_replica} fetched from another replica; served by {by_instance}")
+
+
+def test_vllm_proxy_redis_variables_select_redis(stack, tmp_path, backend, dev_tee):
+    """REDIS_HOST / REDIS_PORT / REDIS_PASSWORD, as vllm-proxy users set them, put the records in Redis: a second
+    replica with the same variables serves a record the first one signed; the password never reaches a log."""
+    _need(REDIS, "redis-server")
+    password = "pw-" + os.urandom(6).hex()
+    port = free_port()
+    stack.start("redis-env", "redis", [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+                                       "--save", "", "--requirepass", password])
+    _wait(lambda: _port_open(port), "redis-server listening")
+    stack.tokens.add(password)  # the log scan checks no log contains it
+    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port), "REDIS_PASSWORD": password}
+    token = "redis-env-token"
+    first = start_proxy(stack, "redis-env-a", backend.url, dev_tee.socket, [token], env=env)
+    second = start_proxy(stack, "redis-env-b", backend.url, dev_tee.socket, [token], env=env)
+    assert f"signature store: redis://:***@127.0.0.1:{port}" in first.proc.logs()
+    body = json.dumps({"messages": [{"role": "user", "content": f"Say hi {stack.marker()}"}], "max_tokens": 4}).encode()
+    with first.client() as c:
+        r = c.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+        stack.remember_body(r.content)
+        assert vh.metric_value(c, "pi_signature_store_connected") == 1
+    with second.client() as c:
+        for algo in vh.ALGOS:
+            rec = vh.fetch_signature(c, r.json()["id"], algo, token)
+            assert rec.status_code == 200, rec.text
+            vh.check_signature_record(rec.json(), algo, body, r.content)

@@ -255,6 +255,6 @@ TEST(StoreSpec, ParsesMemoryAndSqlite) {
   EXPECT_EQ(s.path, "/var/lib/pi/signatures.db");
   EXPECT_EQ(s.describe(), "sqlite:/var/lib/pi/signatures.db");
   EXPECT_THROW(parse_store_spec("sqlite:"), std::invalid_argument);
-  EXPECT_THROW(parse_store_spec("redis://h:1"), std::invalid_argument);
+  EXPECT_THROW(parse_store_spec("postgres://h:1"), std::invalid_argument);
   EXPECT_THROW(parse_store_spec(""), std::invalid_argument);
 }
