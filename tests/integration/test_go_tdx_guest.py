@@ -47,12 +47,13 @@ def tdxguest(tmp_path_factory) -> Path:
 def run_tdxguest(binary: Path, quote_hex: str, root_pem: Path, tmp: Path, collateral: Path | None = None) -> dict:
     qf = tmp / "quote.hex"
     qf.write_text(quote_hex)
-    argv = [str(binary), "-quote", str(qf), "-root", str(root_pem)]
+    out = tmp / "result.json"
+    argv = [str(binary), "-quote", str(qf), "-root", str(root_pem), "-out", str(out)]
     if collateral is not None:
         argv += ["-collateral", str(collateral)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout)
+    return json.loads(out.read_text())
 
 
 @pytest.fixture(scope="module")

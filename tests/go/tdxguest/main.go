@@ -107,9 +107,10 @@ func main() {
 	quotePath := flag.String("quote", "", "file with the quote (hex text or raw bytes)")
 	rootPath := flag.String("root", "", "PEM file of the dev-tee TEST root CA")
 	colPath := flag.String("collateral", "", "dev-tee STATE/collateral.json (optional)")
+	outPath := flag.String("out", "", "write the JSON result here (default: stdout, which go-tdx-guest's logger shares)")
 	flag.Parse()
 	if *quotePath == "" || *rootPath == "" {
-		fmt.Fprintln(os.Stderr, "usage: tdxguest -quote FILE -root ROOT.pem [-collateral collateral.json]")
+		fmt.Fprintln(os.Stderr, "usage: tdxguest -quote FILE -root ROOT.pem [-collateral collateral.json] [-out FILE]")
 		os.Exit(2)
 	}
 	raw, err := os.ReadFile(*quotePath)
@@ -142,13 +143,13 @@ func main() {
 	parsed, err := abi.QuoteToProto(raw)
 	if err != nil {
 		res.ParseError = err.Error()
-		emit(res)
+		emit(res, *outPath)
 		return
 	}
 	q, ok := parsed.(*pb.QuoteV4)
 	if !ok {
 		res.ParseError = fmt.Sprintf("not a QuoteV4: %T", parsed)
-		emit(res)
+		emit(res, *outPath)
 		return
 	}
 	res.Parsed = true
@@ -201,10 +202,17 @@ func main() {
 
 	// 3. go-tdx-guest's embedded Intel SGX root: must fail (the root is a test root)
 	res.VerifyIntelRoot = errText(verify.TdxQuote(q, &verify.Options{Now: now}))
-	emit(res)
+	emit(res, *outPath)
 }
 
-func emit(res result) {
+func emit(res result, path string) {
 	out, _ := json.MarshalIndent(res, "", "  ")
-	fmt.Println(string(out))
+	if path == "" {
+		fmt.Println(string(out))
+		return
+	}
+	if err := os.WriteFile(path, append(out, '\n'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 }
