@@ -1,4 +1,5 @@
-"""Google's go-tdx-guest (the TDX library teep uses) judges a dev-tee --pki quote as it judges a real one.
+"""Google's go-tdx-guest (the TDX library teep uses), and Phala's dcap-qvl, judge a dev-tee --pki quote as they judge
+a real one.
 
 tests/go/tdxguest is a small Go program (go.mod pins github.com/google/go-tdx-guest) that parses the quote
 (abi.QuoteToProto), reads the PCK certificate's SGX extensions (pcs.PckCertificateExtensions, which requires
@@ -120,3 +121,24 @@ def test_go_tdx_guest_control_real_dstack_quote(tdxguest, tmp_path):
     tcb = fx["info"]["tcb_info"]
     tcb = json.loads(tcb) if isinstance(tcb, str) else tcb
     assert res["mr_config_id"] == "01" + hashlib.sha256(tcb["app_compose"].encode()).hexdigest() + "00" * 15
+
+
+def test_dcap_qvl_accepts_the_dev_tee_quote_only_with_the_test_root(evidence):
+    """The same evidence through Phala's dcap-qvl (the verifier dstack's own tooling uses): UpToDate with the test
+    root and the simulated collateral; rejected with Intel's root."""
+    try:
+        import dcap_qvl  # noqa: PLC0415
+    except ImportError:
+        if os.environ.get("PI_REQUIRE_ALL") == "1":
+            pytest.fail("dcap-qvl is not installed (tests/requirements.txt; PI_REQUIRE_ALL=1)")
+        pytest.skip("dcap-qvl is not installed (tests/requirements.txt)")
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+    ev, state = evidence
+    quote = bytes.fromhex(ev["quote"])
+    col = dcap_qvl.QuoteCollateralV3.from_json((state / "collateral.json").read_text())
+    root = x509.load_pem_x509_certificate((state / "pki" / "root.cert.pem").read_bytes()).public_bytes(Encoding.DER)
+    now = int(__import__("time").time())
+    assert dcap_qvl.verify_with_root_ca(quote, col, root, now).status == "UpToDate"
+    with pytest.raises(Exception):
+        dcap_qvl.verify(quote, col, now)
