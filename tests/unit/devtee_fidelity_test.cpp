@@ -359,7 +359,7 @@ TEST(DevteeFidelity, EmitEventExtendsRtmr3AndJoinsTheLogInRecordedMode) {
 
   auto after = json::parse(h.handle("POST", "/GetQuote", R"({"report_data":"01"})").body).as_object();
   Bytes q1 = *from_hex(std::string_view(after.at("quote").as_string()));
-  const std::size_t rtmr3_at = kBody + 328 + 3 * 48;
+  const std::size_t rtmr3_at = kBody + 328 + std::size_t{3} * 48;
   EXPECT_EQ(slice(q1, rtmr3_at, 48), extend_by_hand(slice(q0, rtmr3_at, 48), "model-loaded", "model"));
   EXPECT_EQ(slice(q1, 0, rtmr3_at), slice(q0, 0, rtmr3_at));  // nothing else moved
   auto log = json::parse(after.at("event_log").as_string()).as_array();

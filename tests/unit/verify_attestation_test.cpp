@@ -234,7 +234,7 @@ TEST(VerifyAttestation, RealDstackMrConfigIdBindsTheComposeHash) {
 TEST(VerifyAttestation, MrConfigIdOfAnotherComposeFails) {
   auto rep = sample_report("ed25519", nonce01());
   std::string q(rep["intel_quote"].as_string());
-  const std::size_t at = (48 + 184 + 1) * 2;  // first compose-hash byte of MRCONFIGID
+  const std::size_t at = std::size_t{48 + 184 + 1} * 2;  // first compose-hash byte of MRCONFIGID (hex digits)
   q[at] = q[at] == '6' ? '7' : '6';
   rep["intel_quote"] = q;
   auto opts = offline_opts();
@@ -246,7 +246,7 @@ TEST(VerifyAttestation, MrConfigIdOfAnotherComposeFails) {
             std::string::npos);
   // bytes after the compose hash must be zero in dstack's form
   std::string q2(sample_report()["intel_quote"].as_string());
-  q2[(48 + 184 + 40) * 2] = '1';
+  q2[std::size_t{48 + 184 + 40} * 2] = '1';
   rep["intel_quote"] = q2;
   out = verify_attestation(rep, opts);
   EXPECT_EQ(status_of(out.report, "code.mr_config_id"), Status::Fail);
