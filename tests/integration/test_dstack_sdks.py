@@ -108,7 +108,7 @@ def raw_request(sock: Path, request_line: str, body: bytes) -> tuple[int, dict]:
 # ---- Python dstack-sdk ----
 
 def test_python_sdk_get_key_is_deterministic_per_path(pki_tee, sdk):
-    c = sdk.DstackClient(str(pki_tee))
+    c = sdk.DstackClient(str(pki_tee), timeout=60)
     a, b = c.get_key("pi/py-sdk", "signing"), c.get_key("pi/py-sdk", "signing")
     other = c.get_key("pi/py-sdk-other", "signing")
     assert len(a.decode_key()) == 32 and a.decode_key() == b.decode_key()
@@ -121,7 +121,7 @@ def test_python_sdk_get_key_is_deterministic_per_path(pki_tee, sdk):
 
 
 def test_python_sdk_get_quote_and_info_are_dstack_shaped(pki_tee, sdk):
-    c = sdk.DstackClient(str(pki_tee))
+    c = sdk.DstackClient(str(pki_tee), timeout=60)
     asked = b"private-inference sdk test " + os.urandom(8).hex().encode()
     q = c.get_quote(asked)
     quote = q.decode_quote()
@@ -142,7 +142,7 @@ def test_python_sdk_get_quote_and_info_are_dstack_shaped(pki_tee, sdk):
 
 
 def test_python_sdk_emit_event_extends_rtmr3(pki_tee, sdk):
-    c = sdk.DstackClient(str(pki_tee))
+    c = sdk.DstackClient(str(pki_tee), timeout=60)
     before = c.get_quote(b"emit")
     name, payload = f"pi-py-event-{os.urandom(4).hex()}", b"model weights sha256 ..."
     c.emit_event(name, payload)
