@@ -252,6 +252,47 @@ void binding(const protocol::AttestationReport& att, const std::optional<Quote>&
 }
 
 // ----- code -----
+// dstack's VMM launches the TD with MRCONFIGID = 0x01 ‖ compose hash ‖ 15 zero bytes (dstack MrConfig::V1, an app
+// without a key-provider id). MRCONFIGID is fixed by the TD's creator and covered by the quote signature, so it
+// binds the compose hash independently of the RTMR3 event replay. All zeros: older dstack (and dstack's own
+// simulator) leave it unset — nothing to check. Another version byte (V3 hashes a document we are not given)
+// cannot be checked here.
+void check_mr_config_id(const std::optional<Quote>& quote, const std::optional<std::string>& compose_event,
+                        Report& rep) {
+  const char* title = "MRCONFIGID binds the compose hash (dstack: 0x01 || compose hash || zeros)";
+  if (!quote) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Skipped, "not reached: no usable quote"));
+    return;
+  }
+  const auto& id = quote->td.mr_config_id;
+  const std::string id_hex = to_hex(id);
+  rep.fact("mr_config_id", id_hex);
+  if (std::all_of(id.begin(), id.end(), [](std::uint8_t b) { return b == 0; })) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Skipped,
+               "MRCONFIGID is zero (older dstack): the compose hash rests on the RTMR3 event log alone", false));
+    return;
+  }
+  if (id[0] != 0x01) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Skipped,
+               fmt::format("MRCONFIGID version {} is not dstack's compose-hash form (0x01); not checked", id[0]),
+               false));
+    return;
+  }
+  const std::string in_id = id_hex.substr(2, 64);
+  const bool zero_tail = std::all_of(id.begin() + 33, id.end(), [](std::uint8_t b) { return b == 0; });
+  if (!compose_event) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Fail,
+               "MRCONFIGID carries compose hash " + in_id + " but the event log has no compose-hash event"));
+  } else if (in_id != *compose_event || !zero_tail) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Fail,
+               zero_tail ? "MRCONFIGID carries compose hash " + in_id + " but the measured compose-hash event is " +
+                               *compose_event
+                         : "MRCONFIGID " + id_hex + " has non-zero bytes after the compose hash"));
+  } else {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Pass, "MRCONFIGID = 01 || " + in_id + " || 0 x 15"));
+  }
+}
+
 void code(const protocol::AttestationReport& att, const std::optional<Quote>& quote, const AttestationOptions& opts,
           Report& rep) {
   const char* t_log = "the event log parses and every runtime event's digest matches its content";
@@ -349,6 +390,7 @@ void code(const protocol::AttestationReport& att, const std::optional<Quote>& qu
       rep.fact("app_compose", *app_compose);
     }
   }
+  check_mr_config_id(quote, compose_event, rep);
   if (quote) {
     rep.fact("mrtd", to_hex(quote->td.mr_td));
     for (int i = 0; i < 4; ++i) rep.fact(fmt::format("rtmr{}", i), to_hex(quote->td.rtmr[i]));
