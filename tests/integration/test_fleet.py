@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import subprocess
@@ -86,7 +88,9 @@ class Redis:
 
 
 def _haproxy_cfg(port: int, replicas: list[tuple[str, int]]) -> str:
-    servers = "\n".join(f"    server {name} 127.0.0.1:{p} check inter 300ms fall 1 rise 2" for name, p in replicas)
+    # Health checks generous enough for ASan replicas under load on 2 cores; a dead replica refuses connections,
+    # which `retries` + `redispatch` send to another server before the checks even notice.
+    servers = "\n".join(f"    server {name} 127.0.0.1:{p} check inter 500ms fall 2 rise 1" for name, p in replicas)
     return f"""global
     maxconn 4096
 defaults
@@ -94,6 +98,7 @@ defaults
     timeout connect 2s
     timeout client 120s
     timeout server 120s
+    timeout check 5s
     retries 3
     option redispatch
 frontend fleet
@@ -117,8 +122,9 @@ def _dev_tee(stack, base: Path, i: int, seed_dir: Path):
 
 
 async def _one(client: httpx.AsyncClient, i: int, stream: bool, results: list) -> None:
+    # Non-streamed answers are short (2 tokens, ~0.1 s), so the replica killed at 0.6 s has completed some.
     body = json.dumps({"model": "synthetic", "messages": [{"role": "user", "content": f"fleet {i}"}],
-                       "max_tokens": 24, "stream": stream}).encode()
+                       "max_tokens": 24 if stream else 2, "stream": stream}).encode()
     try:
         if stream:
             async with client.stream("POST", "/v1/chat/completions", content=body,
@@ -191,19 +197,27 @@ def test_fleet_behind_haproxy_loses_no_signature(stack, tmp_path):
         async with httpx.AsyncClient(base_url=lb, timeout=120, limits=limits,
                                      headers={"Authorization": f"Bearer {TOKEN}",
                                               "Accept-Encoding": "identity"}) as client:
-            tasks = [asyncio.create_task(_one(client, i, True, results)) for i in range(STREAMS)]
-            tasks += [asyncio.create_task(_one(client, STREAMS + i, False, results)) for i in range(PLAIN)]
+            # Interleaved, so that every replica has short non-streamed answers completing early on.
+            # (A fixed shuffle: a period of 3 would line up with the 3 servers of the round robin.)
+            kinds = [True] * STREAMS + [False] * PLAIN
+            random.Random(7).shuffle(kinds)
+            tasks = [asyncio.create_task(_one(client, i, stream, results)) for i, stream in enumerate(kinds)]
 
             async def chaos():
-                await asyncio.sleep(0.6)  # streams are running on every replica
+                # Once the victim has delivered answers in full (their records are in Redis), kill it while it
+                # still has streams in flight; then take Redis away mid-run and bring it back on its AOF.
+                deadline = time.monotonic() + 60
+                while not any(r[5] == "r1" and _complete(r[1], r[2], r[4]) for r in results):
+                    assert time.monotonic() < deadline, "replica r1 completed no answer"
+                    await asyncio.sleep(0.02)
                 victim = replicas[1]
                 victim.proc.popen.send_signal(signal.SIGKILL)
                 victim.proc.popen.wait(10)
                 victim.proc.role = "proxy-killed"  # its exit status is the point
                 await asyncio.sleep(0.4)
-                redis.kill()  # Redis goes away mid-run: records are kept by the replicas meanwhile
+                redis.kill()  # records are kept by the replicas meanwhile
                 await asyncio.sleep(0.8)
-                redis.start()  # and comes back on its AOF
+                redis.start()
 
             await asyncio.gather(chaos(), *tasks)
             # A second wave once everything is back: served by the two live replicas.
@@ -220,6 +234,16 @@ def test_fleet_behind_haproxy_loses_no_signature(stack, tmp_path):
         with p.client() as c:
             _wait(lambda c=c: vh.metric_value(c, "pi_signature_store_unsynced_records") == 0
                   and vh.metric_value(c, "pi_signature_store_connected") == 1, f"{p.url} re-synced", 30)
+
+    # The outage was real: the live replicas saw Redis go and come back, and kept answers' records meanwhile.
+    kept = 0
+    for p in (replicas[0], replicas[2]):
+        logs = p.proc.logs()
+        assert "unreachable" in logs and "reachable again" in logs, f"{p.url} did not see the Redis restart"
+        kept += sum(int(m) for m in re.findall(r"reachable again; writing (\d+) record", logs))
+        with p.client() as c:
+            assert vh.metric_value(c, "pi_signature_store_errors_total") >= 1
+    assert kept > 0, "no answer completed while Redis was away: the outage path was not exercised"
 
     lost, other_replica, by_instance = [], 0, {}
     with httpx.Client(base_url=lb, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
@@ -239,8 +263,10 @@ def test_fleet_behind_haproxy_loses_no_signature(stack, tmp_path):
             by_instance[served] = by_instance.get(served, 0) + 1
     assert not lost, f"{len(lost)} signature(s) lost for answers received in full: {lost[:5]}"
     assert len(by_instance) == 3, f"every replica served answers: {by_instance}"
+    assert by_instance["r1"] > 0, "the killed replica's records are served by the others after its death"
     assert other_replica > len(complete) // 2, "most records were fetched from a replica that did not serve them"
-    print(f"fleet: {len(results)} answers, {len(complete)} in full, all {2 * len(complete)} signatures verified; "
+    print(f"fleet: {len(results)} answers, {len(complete)} in full ({kept} completed while Redis was away), all "
+          f"{2 * len(complete)} signatures verified; "
           f"{other_replica} fetched from another replica; served by {by_instance}")
 
 
