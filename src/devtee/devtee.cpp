@@ -577,6 +577,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 Server::Server(asio::any_io_executor ex, Options opts, const ServiceFactory& make_service) {
   if (opts.fixture_path.empty()) opts.fixture_path = default_fixture_path();
   Fixture fixture = load_fixture(opts.fixture_path);
+  if (!opts.instance_id.empty()) {
+    if (opts.instance_id.size() > 64 || !from_hex(opts.instance_id))
+      throw std::runtime_error("--instance-id must be hex, at most 64 digits");
+    if (!fixture.info) fixture.info.emplace();
+    (*fixture.info)["instance_id"] = opts.instance_id;
+  }
   KeyDeriver keys = KeyDeriver::open(opts.state_dir);
   if (!keys.persistent())
     spdlog::warn("dev-tee: no --state dir: keys come from a random per-process seed and change on every restart");

@@ -107,6 +107,8 @@ struct Options {
   std::string socket_path;
   std::string fixture_path;  // empty: default_fixture_path()
   std::string state_dir;     // empty: random per-process seed
+  // Info's instance_id instead of the fixture's (a fleet test runs one dev-tee per replica); hex, <= 64 chars.
+  std::string instance_id;
   std::size_t body_limit = std::size_t{64} << 10;
   std::chrono::seconds idle_timeout{30};
 };

@@ -1,6 +1,7 @@
 #include "verify/attestation.hpp"
 
 #include <algorithm>
+#include <boost/algorithm/string/predicate.hpp>
 
 #include <fmt/format.h>
 
@@ -368,8 +369,19 @@ void code(const protocol::AttestationReport& att, const std::optional<Quote>& qu
     if (auto v = runtime_event_payload(*events, "app-id", true)) rep.fact("app_id", *v);
     if (compose_event) rep.fact("compose_hash", *compose_event);
     if (auto v = runtime_event_payload(*events, "os-image-hash", true)) rep.fact("os_image_hash", *v);
-    if (auto v = runtime_event_payload(*events, "instance-id", true)) rep.fact("instance_id", *v);
+    const auto instance_event = runtime_event_payload(*events, "instance-id", true);
+    if (instance_event) rep.fact("instance_id", *instance_event);
     if (auto v = runtime_event_payload(*events, "key-provider", false)) rep.fact("key_provider", *v);
+    // The report's instance_id (ours: which replica of a fleet this is; signature records name it) must be
+    // the measured one, or an auditor matching records to replicas would be told a story.
+    if (att.instance_id) {
+      const char* t_inst = "the report's instance_id is the measured instance-id event";
+      const bool ok = instance_event && boost::algorithm::iequals(*att.instance_id, *instance_event);
+      rep.add(mk(Group::Code, "code.instance_id", t_inst, ok ? Status::Pass : Status::Fail,
+                 ok ? *att.instance_id
+                    : "the report names " + *att.instance_id + " but the event log measures " +
+                          instance_event.value_or("no instance-id event")));
+    }
   }
   std::optional<std::string> app_compose = tcb_info.is_null() ? std::nullopt : get_str(tcb_info, "app_compose");
   if (!compose_event) {

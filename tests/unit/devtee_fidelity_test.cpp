@@ -284,6 +284,35 @@ TEST(DevteeFidelity, VerifierChecksMrConfigIdAgainstTheComposeHash) {
             std::string::npos);
 }
 
+// A fleet's records name the replica's instance_id, and so does its report: the verifier holds it to the measured
+// instance-id event, so an auditor matching a record to a replica cannot be told another instance.
+TEST(DevteeFidelity, VerifierHoldsTheReportsInstanceIdToTheMeasuredOne) {
+  Bytes addr(20, 0xab), nonce(32, 0xcd);
+  std::array<std::uint8_t, 64> rd{};
+  std::copy(addr.begin(), addr.end(), rd.begin());
+  std::copy(nonce.begin(), nonce.end(), rd.begin() + 32);
+  verify::AttestationOptions opts;
+  opts.now = kNow;
+  opts.expected_nonce_hex = to_hex(nonce);
+  opts.expected_signing_algo = "ecdsa";
+  opts.collateral = verify::parse_collateral_json(sim_collateral_json(pki(), kNow));
+  opts.collateral->simulated_root_der = pki().root_cert_der();
+  auto ev = make_sim_evidence(pki(), rd, sim_default_app_compose());
+  auto report = report_for(ev, addr, nonce);
+  const std::string measured(ev.info.at("instance_id").as_string());
+  EXPECT_EQ(verify::verify_attestation(report, opts).report.find("code.instance_id"), nullptr)
+      << "no claim, no check";
+  report["instance_id"] = measured;
+  auto out = verify::verify_attestation(report, opts);
+  EXPECT_TRUE(out.report.ok());
+  ASSERT_NE(out.report.find("code.instance_id"), nullptr);
+  EXPECT_EQ(out.report.find("code.instance_id")->status, Status::Pass);
+  report["instance_id"] = "f1ee70000000000000000000000000000000000b";
+  auto bad = verify::verify_attestation(report, opts);
+  EXPECT_FALSE(bad.report.ok());
+  EXPECT_EQ(bad.report.find("code.instance_id")->status, Status::Fail) << bad.report.find("code.instance_id")->detail;
+}
+
 // ---- the dstack API as the SDKs call it ----
 
 TEST(DevteeFidelity, NormalizeTarget) {
