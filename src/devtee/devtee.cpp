@@ -262,7 +262,11 @@ std::string normalize_target(std::string_view target) {
       target = rest;
     }
   }
-  std::string out = target.empty() || target.front() != '/' ? "/" + std::string(target) : std::string(target);
+  // Appends only: GCC 12 at -O3 warns (-Wrestrict, a known false positive) on `"/" + std::string(target)`.
+  std::string out;
+  out.reserve(target.size() + 1);
+  if (target.empty() || target.front() != '/') out.push_back('/');
+  out.append(target);
   if (out.rfind("/prpc/", 0) == 0) out.erase(0, 5);
   return out;
 }
