@@ -262,7 +262,7 @@ class Bench:
         port = free_port()
         servers = "\n".join(f"    server r{i} 127.0.0.1:{p}" for i, p in enumerate(ports))
         cfg = self.tmp / f"haproxy-{port}.cfg"
-        cfg.write_text(f"global\n    maxconn 20000\ndefaults\n    mode http\n    timeout connect 2s\n"
+        cfg.write_text(f"global\n    maxconn 8000\ndefaults\n    mode http\n    timeout connect 2s\n"
                        f"    timeout client 120s\n    timeout server 120s\nfrontend fleet\n"
                        f"    bind 127.0.0.1:{port}\n    default_backend replicas\nbackend replicas\n"
                        f"    balance roundrobin\n{servers}\n")
