@@ -21,11 +21,12 @@ LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAU
 
 # Debian bookworm packages the build and the tests need (clang-14 + libclang-rt-14-dev: libFuzzer and its
 # sanitizer runtimes for the fuzz harnesses, which GCC does not have; hiredis for the Redis signature store;
-# redis-server and haproxy are real servers the store and fleet tests start).
+# redis-server and haproxy are real servers the store and fleet tests start; ca-certificates go into the OCI
+# image; skopeo is the independent reader of the image that tests/integration/test_image.py checks it with).
 APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1.81-dev libssl-dev \
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev libsqlite3-dev \
   python3-venv clang-format clang-tidy clang-14 libclang-rt-14-dev \
-  libhiredis-dev redis-server haproxy
+  libhiredis-dev redis-server haproxy ca-certificates skopeo
 
 CXX_SOURCES = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 TIDY_SOURCES = $(shell git ls-files 'src/*.cpp')

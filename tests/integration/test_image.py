@@ -197,6 +197,35 @@ def test_oci_layout_and_docker_archive_are_consistent(image):
         assert all(m.mtime == EPOCH and m.uid == 0 for m in t.getmembers())
 
 
+def test_skopeo_reads_the_oci_layout_and_the_docker_archive(image, tmp_path):
+    """An independent reader (containers/image, Debian's skopeo — also the documented way to publish the image):
+    it verifies every blob's digest while copying, keeps the manifest bytes, and loads the docker archive (layer
+    checked against the config's diff_id), as `docker load` reads it."""
+    if not shutil.which("skopeo"):
+        if os.environ.get("PI_REQUIRE_ALL") == "1":
+            pytest.fail("skopeo is not installed (make deps)")
+        pytest.skip("skopeo is not installed (make deps)")
+    out, info = image
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{out / 'oci'}", f"dir:{tmp_path / 'dir'}"], check=True, timeout=120)
+    assert "sha256:" + hashlib.sha256((tmp_path / "dir" / "manifest.json").read_bytes()).hexdigest() == info["digest"]
+    r = subprocess.run(["skopeo", "inspect", f"docker-archive:{out / 'private-inference.docker.tar'}"], check=True,
+                       capture_output=True, text=True, timeout=120)
+    inspected = json.loads(r.stdout)
+    assert inspected["Labels"]["org.opencontainers.image.revision"] == REVISION
+    assert inspected["Architecture"] == "amd64" and inspected["Os"] == "linux"
+    subprocess.run(["skopeo", "copy", "-q", f"docker-archive:{out / 'private-inference.docker.tar'}",
+                    f"oci:{tmp_path / 'from-docker'}:x"], check=True, timeout=120)
+    index = json.loads((tmp_path / "from-docker" / "index.json").read_text())
+    manifest = json.loads((tmp_path / "from-docker" / "blobs" / "sha256" /
+                           index["manifests"][0]["digest"].split(":")[1]).read_bytes())
+    # skopeo re-encodes the config when it converts formats; the content it read is ours: same layer, same labels.
+    config = json.loads((tmp_path / "from-docker" / "blobs" / "sha256" /
+                         manifest["config"]["digest"].split(":")[1]).read_bytes())
+    assert config["rootfs"]["diff_ids"] == [info["diff_id"]]
+    assert config["config"]["Labels"] == inspected["Labels"]
+    assert config["config"]["User"] == "65532:65532"
+
+
 def unpack_root(out: Path, info: dict, root: Path) -> None:
     with tarfile.open(out / "oci" / "blobs" / "sha256" / info["layer_digest"].split(":")[1], "r:gz") as t:
         t.extractall(root, numeric_owner=True)
