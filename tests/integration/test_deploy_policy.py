@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import PROXY_READY_TIMEOUT, REPO, _unix_socket_answers, pi_binary, sanitizer_env, start_proxy
 
@@ -132,3 +133,37 @@ def test_a_compose_with_another_image_digest_fails_the_deployment(deployed, tmp_
     # Everything else about the deployment still verifies: only the pinned code differs.
     failed = {c["id"] for c in res["checks"] if c["status"] == "fail" and c["enforced"]}
     assert failed == {"code.policy.compose_hash"}, failed
+
+
+def test_the_compose_file_is_what_dstack_runs(tmp_path):
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    proxy, vllm = compose["services"]["proxy"], compose["services"]["vllm"]
+    assert re.fullmatch(r"\S+/private-inference@sha256:[0-9a-f]{64}", proxy["image"])
+    assert proxy["image"].endswith(compose_digest(APP_COMPOSE))
+    assert vllm["image"].startswith("vllm/vllm-openai")
+    assert "--model" in vllm["command"] and "${MODEL_NAME}" in vllm["command"]
+    assert proxy["ports"] == ["8000:8000"]
+    assert "/var/run/dstack.sock:/var/run/dstack.sock" in proxy["volumes"]
+    assert any(v.endswith(":/var/lib/private-inference") for v in proxy["volumes"])
+    for svc in (proxy, vllm):
+        assert "privileged" not in svc and "cap_add" not in svc
+        assert svc["restart"] == "unless-stopped" and svc["healthcheck"]["test"][0] == "CMD"
+        [dev] = svc["deploy"]["resources"]["reservations"]["devices"]
+        assert dev["driver"] == "nvidia" and "gpu" in dev["capabilities"]
+    assert proxy["healthcheck"]["test"][1:3] == ["/usr/bin/private-inference", "healthcheck"]
+    # Every environment name given to the proxy is one `serve` reads (vllm-proxy's names and ours).
+    env = dict(e.split("=", 1) for e in proxy["environment"])
+    help_text = run("serve", "--help").stdout
+    for name in env:
+        assert f"(Env:{name})" in help_text, name
+    assert env["VLLM_BASE_URL"] == "http://vllm:8000"
+    allowed = set(json.loads(APP_COMPOSE.read_bytes())["allowed_envs"])
+    referenced = set(re.findall(r"\$\{([A-Z_]+)\}", (REPO / "deploy" / "docker-compose.yml").read_text()))
+    assert referenced == allowed, "every ${VAR} must be an allowed env (else dstack never sets it), and no more"
+    # The health probe the compose runs works against a live proxy, and fails when nothing listens.
+    assert run("healthcheck", "--url", "http://127.0.0.1:9/version", "--timeout", "2").returncode == 1
+
+
+def test_the_healthcheck_passes_against_a_running_proxy(deployed):
+    proxy, _ = deployed
+    assert run("healthcheck", "--url", proxy.url + "/version").returncode == 0
