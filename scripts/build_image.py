@@ -103,6 +103,20 @@ def debian_package_versions(paths: list[Path]) -> str:
     return ",".join(versions)
 
 
+# What else decides the image's bytes: the compiler and linker, the header-only libraries compiled into the binary
+# (Boost.Asio/Beast, CLI11) and the headers of the shared ones, strip, and zlib (the gzip stream of the layer).
+BUILD_PACKAGES = ("g++-12", "binutils", "zlib1g", "libboost1.81-dev", "libboost-json1.81-dev", "libcli11-dev",
+                  "libspdlog-dev", "libfmt-dev", "libssl-dev", "libsecp256k1-dev", "libcrypto++-dev", "libsqlite3-dev")
+
+
+def build_package_versions() -> str:
+    out = []
+    for pkg in BUILD_PACKAGES:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+        out.append(f"{pkg}={r.stdout if r.returncode == 0 else 'absent'}")
+    return ",".join(out)
+
+
 def ca_bundle() -> bytes:
     files = sorted(CA_DIR.glob("*.crt"))
     if not files:
@@ -208,6 +222,7 @@ def build(binary: Path, out: Path, epoch: int, revision: str, source: str, versi
         "org.opencontainers.image.created": created,
         "org.opencontainers.image.version": version,
         "io.private-inference.debian-packages": debian_package_versions(list(libs.values())),
+        "io.private-inference.build-packages": build_package_versions(),
     }
     config = {
         "architecture": "amd64",
