@@ -185,6 +185,8 @@ def test_oci_layout_and_docker_archive_are_consistent(image):
     assert labels["org.opencontainers.image.source"] == "test-source"
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z" == config["created"]
     assert "libc6=" in labels["io.private-inference.debian-packages"]
+    assert "g++-12=" in labels["io.private-inference.build-packages"] and "zlib1g=" in \
+        labels["io.private-inference.build-packages"]
     assert manifest["annotations"]["org.opencontainers.image.revision"] == REVISION
 
     with tarfile.open(out / "private-inference.docker.tar") as t:
