@@ -123,11 +123,13 @@ demo: build venv
 # build paths out of it), then scripts/build_image.py (FROM scratch; no docker, no network) writes
 # $(BUILD_IMAGE)/image/{oci/, private-inference.docker.tar, digest} and prints the digest and size.
 # SOURCE_DATE_EPOCH = the commit time, so two clean clones of one commit give the same digest.
+# CCACHE_BASEDIR empty: ccache's base_dir would hand the compiler relative source paths ("../src/x.cpp", which
+# -ffile-prefix-map does not map), so a cached build would differ from an uncached one in every __FILE__.
 IMAGE_SOURCE ?= private-inference
 image: deps
 	cmake -S . -B $(BUILD_IMAGE) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPI_SANITIZE=OFF -DPI_BUILD_TESTS=OFF \
 	  -DPI_BUILD_BENCH=OFF -DPI_REPRODUCIBLE=ON $(LAUNCHER) >/dev/null
-	ninja -C $(BUILD_IMAGE) -j $(JOBS) private-inference
+	CCACHE_BASEDIR= ninja -C $(BUILD_IMAGE) -j $(JOBS) private-inference
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) python3 scripts/build_image.py --binary $(BUILD_IMAGE)/private-inference \
 	  --out $(BUILD_IMAGE)/image --source "$(IMAGE_SOURCE)"
 
