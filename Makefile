@@ -133,7 +133,8 @@ image: deps
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) python3 scripts/build_image.py --binary $(BUILD_IMAGE)/private-inference \
 	  --out $(BUILD_IMAGE)/image --source "$(IMAGE_SOURCE)"
 
-# Heavy extra: two `git clone`s of HEAD, `make image` in each, the same digest (tests/integration/test_image.py).
+# Heavy extra (two full Release builds, ~20 min on 2 cores): two `git clone`s of HEAD in two directories, `make image`
+# in each, the same digest (tests/integration/test_image.py).
 image-repro: venv
 	PI_IMAGE_REPRO=1 $(PY) -m pytest -q tests/integration/test_image.py -k two_clean_clones -s
 

@@ -309,7 +309,8 @@ def test_the_image_serves_a_signed_chat_that_verifies(image, stack, backend, tmp
 def test_two_clean_clones_build_the_same_image():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
-    # Under the repository (ccache's base_dir covers it, so the second clone compiles from the cache).
+    # Two directories: a path leaking into the binary shows up as a different digest. make image turns ccache's
+    # base_dir off, so each clone compiles in full (about 10 minutes each on 2 cores).
     base = REPO / "build-image-repro"
     shutil.rmtree(base, ignore_errors=True)
     digests = []
