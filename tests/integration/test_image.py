@@ -306,6 +306,7 @@ def test_the_image_serves_a_signed_chat_that_verifies(image, stack, backend, tmp
 
 
 @pytest.mark.skipif(os.environ.get("PI_IMAGE_REPRO") != "1", reason="two full Release builds: make image-repro")
+@pytest.mark.timeout(7200)
 def test_two_clean_clones_build_the_same_image():
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
