@@ -31,8 +31,8 @@ APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1
 CXX_SOURCES = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 TIDY_SOURCES = $(shell git ls-files 'src/*.cpp')
 
-.PHONY: bench-compare deps build build-asan build-tsan build-fuzz venv js-deps test unit-test unit-test-tsan fuzz fuzz-ci \
-  integration-test demo bench lint lint-format lint-tidy lint-full format clean image image-repro deploy
+.PHONY: bench-compare deps build build-asan build-tsan build-fuzz venv js-deps go-deps test unit-test unit-test-tsan \
+  fuzz fuzz-ci integration-test demo bench lint lint-format lint-tidy lint-full format clean image image-repro deploy
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -90,6 +90,11 @@ tests/js/node_modules/.stamp: tests/js/package.json
 
 js-deps: deps tests/js/node_modules/.stamp
 
+# The go-tdx-guest cross-check (tests/go/tdxguest, pinned in its go.mod/go.sum) from the Go module proxy, when Go is
+# installed; without Go its test skips (fails under PI_REQUIRE_ALL=1).
+go-deps:
+	@if command -v go >/dev/null; then cd tests/go/tdxguest && go mod download; fi
+
 unit-test: build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUILD_ASAN)/unit_tests --gtest_brief=1
@@ -110,7 +115,7 @@ FUZZ_SECONDS ?= 600
 fuzz: build-fuzz
 	BUILD_FUZZ=$(BUILD_FUZZ) scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
-integration-test: build-asan venv js-deps
+integration-test: build-asan venv js-deps go-deps
 	PI_REQUIRE_ALL=1 PI_BINARY=$(BUILD_ASAN)/private-inference $(PY) -m pytest -q tests/integration
 
 # Lint first: it is the cheapest step and fails fastest.

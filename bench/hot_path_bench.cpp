@@ -121,9 +121,9 @@ void BM_SigningIdentity_Sign(benchmark::State& state) {
 }
 BENCHMARK(BM_SigningIdentity_Sign);
 
-protocol::SignatureRecord sample_record() {
-  static const auto id = protocol::SigningIdentity::random();
-  return id.sign(crypto::sha256(std::string_view("request")), crypto::sha256(std::string_view("response")));
+server::StoredRecord sample_record() {
+  return {crypto::sha256(std::string_view("request")), crypto::sha256(std::string_view("response")),
+          "0123456789abcdef0123456789abcdef01234567"};
 }
 
 std::string key_for(std::uint64_t i) {

@@ -75,8 +75,11 @@ double ms_since(Clock::time_point a, Clock::time_point b) {
 struct Stats {
   std::vector<double> ttfb, ttft, itl, total;
   std::vector<double> lag, first_lag;  // token delivery lag: arrival - the engine's "pi_emit_ns"
-  std::uint64_t requests = 0;          // answers completed in the window
-  std::uint64_t tokens = 0;            // received in the window
+  // Streams: last content token's arrival -> the stream's end (through the proxy: the signature's commit,
+  // which the final events wait for).
+  std::vector<double> tail;
+  std::uint64_t requests = 0;  // answers completed in the window
+  std::uint64_t tokens = 0;    // received in the window
   std::uint64_t bytes = 0;
   std::map<std::string, std::uint64_t> errors;
 };
@@ -397,6 +400,7 @@ struct Generator {
       } else if (in_window(t_done)) {
         st.requests++;  // answers completed inside the window
         if (measured && !partial) st.total.push_back(ms_since(t0, t_done));
+        if (measured && sse && !first_token) st.tail.push_back(ms_since(last_token, t_done));
       }
       if (!p.keep_alive()) s.reset();
     }
@@ -480,6 +484,7 @@ struct Generator {
     r["total_ms"] = pct(st.total);
     r["lag_ms"] = pct(st.lag);
     r["first_lag_ms"] = pct(st.first_lag);
+    r["tail_ms"] = pct(st.tail);
     std::uint64_t nerr = 0;
     json::object errs;
     for (auto& [k, v] : st.errors) {

@@ -117,6 +117,9 @@ Runner register_dev_tee(CLI::App& app) {
   sub->add_option("--fixture", opts->fixture_path,
                   "recorded dstack evidence (JSON); default $PI_DEVTEE_FIXTURE or "
                   "<binary dir>/../tests/fixtures/tdx/vllm_proxy_sample_dstack.json");
+  sub->add_option("--instance-id", opts->instance_id,
+                  "the instance_id Info names (hex) instead of the recorded one: one dev-tee per replica of a "
+                  "simulated fleet; the recorded event log still names the recorded instance");
   auto* state = sub->add_option("--state", opts->state_dir,
                                 "directory holding the key seed (created with mode 0700, seed 0600) so keys survive "
                                 "restarts; without it keys are random per process");

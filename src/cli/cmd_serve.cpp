@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -54,6 +55,23 @@ constexpr const char* kDefaultStateDir = "/var/lib/private-inference";
 // service user, e.g. a developer's shell) falls back to memory with a warning.
 std::optional<server::StoreSpec> choose_store(const ServeFlags& f) {
   if (!f.store.empty()) return server::parse_store_spec(f.store);
+  if (const char* host = std::getenv("REDIS_HOST"); host != nullptr && *host != '\0') {  // vllm-proxy's variables
+    server::StoreSpec s;
+    s.kind = server::StoreSpec::Kind::Redis;
+    s.redis.host = host;
+    auto number = [](const char* name, long lo, long hi, long dflt) {
+      const char* v = std::getenv(name);
+      if (v == nullptr || *v == '\0') return dflt;
+      char* end = nullptr;
+      const long n = std::strtol(v, &end, 10);
+      if (*end != '\0' || n < lo || n > hi) throw std::invalid_argument(std::string(name) + ": not a number in range");
+      return n;
+    };
+    s.redis.port = static_cast<unsigned short>(number("REDIS_PORT", 1, 65535, 6379));
+    s.redis.db = static_cast<int>(number("REDIS_DB", 0, 1 << 20, 0));
+    if (const char* pw = std::getenv("REDIS_PASSWORD")) s.redis.password = pw;
+    return s;
+  }
   const bool is_default = f.state_dir.empty();
   const std::string dir = is_default ? kDefaultStateDir : f.state_dir;
   std::error_code ec;
@@ -73,7 +91,7 @@ std::optional<server::StoreSpec> choose_store(const ServeFlags& f) {
         dir, why);
     return server::StoreSpec{};
   }
-  return server::StoreSpec{server::StoreSpec::Kind::Sqlite, server::default_store_path(dir)};
+  return server::StoreSpec{server::StoreSpec::Kind::Sqlite, server::default_store_path(dir), {}};
 }
 
 // Identity: dstack-derived when a TEE agent is present (same paths as vllm-proxy, so a
@@ -111,9 +129,11 @@ Runner register_serve(CLI::App& app) {
       ->envname("SIGNATURE_CAPACITY")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  sub->add_option("--store", f->store,
-                  "Where signature records are kept: sqlite:PATH (durable) or memory (lost on restart; tests). "
-                  "Default: sqlite:<state dir>/signatures.db")
+  sub->add_option(
+         "--store", f->store,
+         "Where signature records are kept: sqlite:PATH (durable), redis://[[user]:password@]host[:port][/db] "
+         "(shared by a fleet of replicas; also REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_DB as "
+         "vllm-proxy reads them) or memory (lost on restart; tests). Default: sqlite:<state dir>/signatures.db")
       ->envname("PI_STORE");
   sub->add_option("--state-dir", f->state_dir,
                   std::string("Directory for the proxy's state (the signature store). Default: ") + kDefaultStateDir +
@@ -219,6 +239,13 @@ Runner register_serve(CLI::App& app) {
       auto ver = fut.get();  // an unreachable agent is fatal: an operator asked for a TEE
       if (auto* s = ver.if_contains("simulated"); s && s->is_bool()) tee.simulated = s->get_bool();
       if (auto* v = ver.if_contains("version"); v && v->is_string()) tee.agent_version = std::string(v->get_string());
+      ioc.restart();
+      auto info_fut = boost::asio::co_spawn(ioc, dc.info(), boost::asio::use_future);
+      ioc.run();
+      const auto info = info_fut.get();
+      if (auto* i = info.if_contains("instance_id"); i && i->is_string())
+        tee.instance_id = std::string(i->get_string()).substr(0, server::kMaxInstanceIdBytes);
+      spdlog::info("TEE instance id: {}", tee.instance_id.empty() ? "(none in Info)" : tee.instance_id);
       identity.emplace(derive_identity(*dstack, cfg.model));
       tee.keys_from_tee = true;
       if (tee.simulated)

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -31,6 +32,7 @@
 #include "crypto/eth.hpp"
 #include "crypto/random.hpp"
 #include "net/http_io.hpp"
+#include "protocol/event_log.hpp"
 #include "protocol/tdx_quote.hpp"
 #include "protocol/url.hpp"
 #include "version.hpp"
@@ -244,13 +246,77 @@ Bytes KeyDeriver::derive(std::string_view path, std::string_view purpose) const 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Request targets
+
+std::string normalize_target(std::string_view target) {
+  // absolute-form: scheme ":" "//" authority [path-abempty] ["?" query]  (scheme = ALPHA *(ALPHA / DIGIT / "+-."))
+  if (!target.empty() && std::isalpha(static_cast<unsigned char>(target.front()))) {
+    std::size_t i = 1;
+    while (i < target.size() && (std::isalnum(static_cast<unsigned char>(target[i])) || target[i] == '+' ||
+                                 target[i] == '-' || target[i] == '.'))
+      ++i;
+    if (target.substr(i, 3) == "://") {
+      std::string_view rest = target.substr(i + 3);
+      const std::size_t end = rest.find_first_of("/?#");
+      rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+      target = rest;
+    }
+  }
+  std::string out = target.empty() || target.front() != '/' ? "/" + std::string(target) : std::string(target);
+  if (out.rfind("/prpc/", 0) == 0) out.erase(0, 5);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Handler
 
-Handler::Handler(Fixture fixture, KeyDeriver keys) : fixture_(std::move(fixture)), keys_(keys) {}
+struct Handler::Events {
+  std::mutex mu;
+  std::vector<EmittedEvent> list;
+};
 
-Reply Handler::handle(std::string_view method, std::string_view target, std::string_view body) const {
+namespace {
+
+namespace evlog = protocol::event_log;
+
+crypto::Digest48 emitted_digest(const EmittedEvent& e) {
+  return evlog::runtime_event_digest(evlog::kDstackRuntimeEventType, e.event, e.payload);
+}
+
+// The recorded event log (a JSON array in a string) with the emitted events appended in dstack's form.
+std::string log_with(const std::string& recorded, const std::vector<EmittedEvent>& emitted) {
+  if (emitted.empty()) return recorded;
+  json::value v = json::parse(recorded);
+  if (!v.is_array()) throw std::runtime_error("the recorded event log is not a JSON array");
+  for (const auto& e : emitted)
+    v.as_array().push_back(json::object{{"imr", evlog::kRuntimeEventImr},
+                                        {"event_type", evlog::kDstackRuntimeEventType},
+                                        {"digest", to_hex(emitted_digest(e))},
+                                        {"event", e.event},
+                                        {"event_payload", to_hex(e.payload)}});
+  return json::serialize(v);
+}
+
+crypto::Digest48 extended(crypto::Digest48 rtmr3, const std::vector<EmittedEvent>& emitted) {
+  for (const auto& e : emitted) evlog::extend_rtmr(rtmr3, emitted_digest(e));
+  return rtmr3;
+}
+
+}  // namespace
+
+Handler::Handler(Fixture fixture, KeyDeriver keys)
+    : fixture_(std::move(fixture)), keys_(keys), events_(std::make_shared<Events>()) {}
+
+std::vector<EmittedEvent> Handler::emitted_events() const {
+  std::lock_guard lock(events_->mu);
+  return events_->list;
+}
+
+Reply Handler::handle(std::string_view method, std::string_view raw_target, std::string_view body) const {
   try {
     if (method != "GET" && method != "POST") return error_reply(405, "method not allowed: use GET or POST");
+    const std::string normalized = normalize_target(raw_target);
+    const std::string_view target = normalized;
     const auto qpos = target.find('?');
     const std::string_view path = target.substr(0, qpos);
     auto args = parse_query(qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1));
@@ -269,8 +335,9 @@ Reply Handler::handle(std::string_view method, std::string_view target, std::str
     if (path == "/GetQuote") return get_quote(*args);
     if (path == "/Info") return info();
     if (path == "/GetKey") return get_key(*args);
+    if (path == "/EmitEvent") return emit_event(*args);
     if (path == "/Version") return version();
-    return error_reply(404, "unknown endpoint; dev-tee serves /GetQuote, /Info, /GetKey and /Version");
+    return error_reply(404, "unknown endpoint; dev-tee serves /GetQuote, /Info, /GetKey, /EmitEvent and /Version");
   } catch (const std::exception& e) {
     spdlog::error("dev-tee: internal error: {}", e.what());
     return error_reply(500, "internal error");
@@ -290,10 +357,19 @@ Reply Handler::get_quote(const json::object& args) const {
   // signature covers these bytes, so it no longer verifies.
   Bytes quote = fixture_.quote;
   std::copy(rd->begin(), rd->end(), quote.begin() + static_cast<std::ptrdiff_t>(fixture_.report_data_offset));
+  // Emitted events extend RTMR3, which directly precedes REPORTDATA in TD report bodies 1.0 and 1.5.
+  const auto emitted = emitted_events();
+  if (!emitted.empty()) {
+    const auto at = quote.begin() + static_cast<std::ptrdiff_t>(fixture_.report_data_offset - 48);
+    crypto::Digest48 rtmr3{};
+    std::copy(at, at + 48, rtmr3.begin());
+    rtmr3 = extended(rtmr3, emitted);
+    std::copy(rtmr3.begin(), rtmr3.end(), at);
+  }
 
   json::object o;
   o["quote"] = to_hex(quote);
-  o["event_log"] = fixture_.event_log;
+  o["event_log"] = log_with(fixture_.event_log, emitted);
   o["report_data"] = to_hex(*rd);
   o["vm_config"] = fixture_.vm_config;
   o["simulated"] = true;
@@ -303,6 +379,43 @@ Reply Handler::get_quote(const json::object& args) const {
 Reply Handler::info() const {
   if (!fixture_.info) return error_reply(500, "the dev-tee fixture has no recorded Info");
   json::object o = *fixture_.info;
+  const auto emitted = emitted_events();
+  if (json::value* t = o.if_contains("tcb_info"); !emitted.empty() && t && t->is_string()) {
+    json::value tcb = json::parse(t->as_string());
+    if (tcb.is_object()) {
+      auto& to = tcb.as_object();
+      if (auto* r3 = to.if_contains("rtmr3"); r3 && r3->is_string()) {
+        auto b = from_hex(r3->as_string());
+        if (b && b->size() == 48) {
+          crypto::Digest48 rtmr3{};
+          std::copy(b->begin(), b->end(), rtmr3.begin());
+          *r3 = to_hex(extended(rtmr3, emitted));
+        }
+      }
+      if (auto* log = to.if_contains("event_log"); log && log->is_array())
+        *log = json::parse(log_with(json::serialize(*log), emitted));
+      *t = json::serialize(tcb);
+    }
+  }
+  o["simulated"] = true;
+  return {200, json::serialize(o)};
+}
+
+// dstack's EmitEvent: {"event": name, "payload": hex}; the event extends RTMR3 and joins the event log.
+Reply Handler::emit_event(const json::object& args) const {
+  auto event = string_arg(args, "event");
+  auto payload_hex = string_arg(args, "payload");
+  if (!event || !payload_hex) return error_reply(400, "event and payload must be strings");
+  if (event->empty()) return error_reply(400, "event name must not be empty");
+  auto payload = from_hex(*payload_hex);
+  if (!payload) return error_reply(400, "payload is not valid hex");
+  {
+    std::lock_guard lock(events_->mu);
+    if (events_->list.size() >= kMaxEmittedEvents)
+      return error_reply(400, "dev-tee records at most " + std::to_string(kMaxEmittedEvents) + " emitted events");
+    events_->list.push_back({*event, std::move(*payload)});
+  }
+  json::object o;
   o["simulated"] = true;
   return {200, json::serialize(o)};
 }
@@ -443,9 +556,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       } else {
         const auto& req = parser.get();
         keep_alive = req.keep_alive();
-        Reply r = self->service(std::string_view(req.method_string()), std::string_view(req.target()), req.body());
+        const std::string target = normalize_target(std::string_view(req.target()));
+        Reply r = self->service(std::string_view(req.method_string()), target, req.body());
         spdlog::debug("dev-tee: {} {} -> {}", std::string_view(req.method_string()),
-                      std::string_view(req.target()).substr(0, std::string_view(req.target()).find('?')), r.status);
+                      std::string_view(target).substr(0, target.find('?')), r.status);
         res = make_response(r.status, req.version(), keep_alive, std::move(r.body));
       }
       if (self->stopped) break;
@@ -463,6 +577,12 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
 Server::Server(asio::any_io_executor ex, Options opts, const ServiceFactory& make_service) {
   if (opts.fixture_path.empty()) opts.fixture_path = default_fixture_path();
   Fixture fixture = load_fixture(opts.fixture_path);
+  if (!opts.instance_id.empty()) {
+    if (opts.instance_id.size() > 64 || !from_hex(opts.instance_id))
+      throw std::runtime_error("--instance-id must be hex, at most 64 digits");
+    if (!fixture.info) fixture.info.emplace();
+    (*fixture.info)["instance_id"] = opts.instance_id;
+  }
   KeyDeriver keys = KeyDeriver::open(opts.state_dir);
   if (!keys.persistent())
     spdlog::warn("dev-tee: no --state dir: keys come from a random per-process seed and change on every restart");

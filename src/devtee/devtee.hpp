@@ -1,7 +1,7 @@
 #pragma once
 // dev-tee: a SIMULATED stand-in for the dstack guest agent, for development and tests.
 // It is NOT a TEE and not a security boundary. It speaks dstack's wire protocol (HTTP/1.1 + JSON over
-// a Unix socket: /GetQuote, /Info, /GetKey, /Version) and serves real recorded evidence from a fixture,
+// a Unix socket: /GetQuote, /Info, /GetKey, /EmitEvent, /Version) and serves real recorded evidence from a fixture,
 // with the caller's report_data written into the recorded quote — which breaks the quote's signature,
 // so any correct verifier must reject it. Every JSON answer carries "simulated": true.
 #include <array>
@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crypto/bytes.hpp"
 
@@ -56,6 +57,19 @@ class KeyDeriver {
   bool persistent_ = false;
 };
 
+// The origin-form path + query of an HTTP request-target, as dstack's guest agent routes it:
+//  - absolute-form (RFC 9112 §3.2.2: servers MUST accept it), e.g. "http://unix.socket/GetKey" as the Rust
+//    dstack-sdk sends it, loses its scheme and authority ("/GetKey"; no path at all gives "/");
+//  - dstack's pRPC prefix ("/prpc/GetQuote?json", the form dstack's own services are called with) is dropped.
+// Anything else is returned unchanged.
+std::string normalize_target(std::string_view target);
+
+// One EmitEvent call: a dstack runtime event (RTMR3, event type 0x08000001) with its raw payload.
+struct EmittedEvent {
+  std::string event;
+  Bytes payload;
+};
+
 struct Reply {
   unsigned status = 200;
   std::string body;  // JSON
@@ -68,20 +82,33 @@ class Handler {
   Handler(Fixture fixture, KeyDeriver keys);
   Reply handle(std::string_view method, std::string_view target, std::string_view body) const;
 
+  // What /EmitEvent has recorded, in order. Copies of a Handler share one list (thread-safe). As on dstack, each
+  // event extends RTMR3 and is appended to the event log: in the recorded-fixture answers the quote's RTMR3 is
+  // extended in place (like REPORTDATA, this breaks the recorded signature) and Info's tcb_info follows;
+  // --pki mode rebuilds its simulated evidence with them (devtee/pki_service.cpp).
+  std::vector<EmittedEvent> emitted_events() const;
+
+  static constexpr std::size_t kMaxEmittedEvents = 1024;
+
  private:
   Reply get_quote(const boost::json::object& args) const;
   Reply info() const;
   Reply get_key(const boost::json::object& args) const;
+  Reply emit_event(const boost::json::object& args) const;
   Reply version() const;
 
+  struct Events;
   Fixture fixture_;
   KeyDeriver keys_;
+  std::shared_ptr<Events> events_;
 };
 
 struct Options {
   std::string socket_path;
   std::string fixture_path;  // empty: default_fixture_path()
   std::string state_dir;     // empty: random per-process seed
+  // Info's instance_id instead of the fixture's (a fleet test runs one dev-tee per replica); hex, <= 64 chars.
+  std::string instance_id;
   std::size_t body_limit = std::size_t{64} << 10;
   std::chrono::seconds idle_timeout{30};
 };

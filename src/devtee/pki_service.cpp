@@ -6,6 +6,7 @@
 #include <array>
 #include <boost/json.hpp>
 #include <memory>
+#include <vector>
 
 #include "crypto/bytes.hpp"
 #include "devtee/sim_quote.hpp"
@@ -32,7 +33,10 @@ ServiceFactory pki_service(TestPki pki_in, std::string app_compose_in) {
             if (!b || b->size() != 64) return {500, R"({"error":"internal error"})"};
             std::copy(b->begin(), b->end(), rd.begin());
           }
-          auto ev = make_sim_evidence(p, rd, app_compose);
+          std::vector<SimEvent> emitted;
+          for (auto& e : handler->emitted_events())
+            emitted.push_back(sim_runtime_event(std::move(e.event), std::move(e.payload)));
+          auto ev = make_sim_evidence(p, rd, app_compose, emitted);
           boost::json::object vm{{"spec_version", 1}, {"os_image_hash", ev.info.at("os_image_hash")}};
           if (path == "/Info") {
             boost::json::object info = ev.info;

@@ -19,16 +19,6 @@ constexpr std::array<std::uint8_t, 16> kIntelQeVendorId = {0x93, 0x9a, 0x72, 0x3
 
 crypto::Digest48 label48(std::string_view label) { return crypto::sha384(as_bytes(label)); }
 
-SimEvent runtime_event(std::string name, Bytes payload) {
-  SimEvent e;
-  e.imr = evlog::kRuntimeEventImr;
-  e.event_type = evlog::kDstackRuntimeEventType;
-  e.event = std::move(name);
-  e.payload = std::move(payload);
-  e.digest = evlog::runtime_event_digest(e.event_type, e.event, e.payload);
-  return e;
-}
-
 Bytes text_bytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 // SGX report body of the simulated TD quoting enclave.
@@ -45,7 +35,33 @@ tdx::EnclaveReport qe_report(const std::array<std::uint8_t, 32>& report_data_has
   return r;
 }
 
+// dstack's app_name is the compose's "name".
+std::string app_name_of(const std::string& app_compose) {
+  boost::system::error_code ec;
+  json::value v = json::parse(app_compose, ec);
+  if (!ec && v.is_object())
+    if (const auto* n = v.as_object().if_contains("name"); n && n->is_string()) return std::string(n->as_string());
+  return "dev-tee-simulated-app";
+}
+
 }  // namespace
+
+SimEvent sim_runtime_event(std::string name, Bytes payload) {
+  SimEvent e;
+  e.imr = evlog::kRuntimeEventImr;
+  e.event_type = evlog::kDstackRuntimeEventType;
+  e.event = std::move(name);
+  e.payload = std::move(payload);
+  e.digest = evlog::runtime_event_digest(e.event_type, e.event, e.payload);
+  return e;
+}
+
+std::array<std::uint8_t, 48> dstack_mr_config_id(const std::array<std::uint8_t, 32>& compose_hash) {
+  std::array<std::uint8_t, 48> id{};
+  id[0] = 0x01;
+  std::copy(compose_hash.begin(), compose_hash.end(), id.begin() + 1);
+  return id;
+}
 
 std::array<std::uint8_t, 32> sim_qe_mr_signer() {
   return crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee quoting enclave signer")));
@@ -63,7 +79,7 @@ std::string sim_default_app_compose() {
   return json::serialize(o);
 }
 
-std::vector<SimEvent> sim_event_log(const std::string& app_compose) {
+std::vector<SimEvent> sim_event_log(const std::string& app_compose, const std::vector<SimEvent>& emitted) {
   std::vector<SimEvent> ev;
   auto fixed = [&](std::uint32_t imr, std::uint32_t type, const char* label) {
     SimEvent e;
@@ -82,13 +98,14 @@ std::vector<SimEvent> sim_event_log(const std::string& app_compose) {
   auto app_id = crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee app id")));
   auto instance_id = crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee instance id")));
   auto os_image = crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee os image")));
-  ev.push_back(runtime_event("system-preparing", {}));
-  ev.push_back(runtime_event("app-id", Bytes(app_id.begin(), app_id.begin() + 20)));
-  ev.push_back(runtime_event("compose-hash", Bytes(compose_hash.begin(), compose_hash.end())));
-  ev.push_back(runtime_event("instance-id", Bytes(instance_id.begin(), instance_id.begin() + 20)));
-  ev.push_back(runtime_event("boot-mr-done", {}));
-  ev.push_back(runtime_event("os-image-hash", Bytes(os_image.begin(), os_image.end())));
-  ev.push_back(runtime_event("system-ready", {}));
+  ev.push_back(sim_runtime_event("system-preparing", {}));
+  ev.push_back(sim_runtime_event("app-id", Bytes(app_id.begin(), app_id.begin() + 20)));
+  ev.push_back(sim_runtime_event("compose-hash", Bytes(compose_hash.begin(), compose_hash.end())));
+  ev.push_back(sim_runtime_event("instance-id", Bytes(instance_id.begin(), instance_id.begin() + 20)));
+  ev.push_back(sim_runtime_event("boot-mr-done", {}));
+  ev.push_back(sim_runtime_event("os-image-hash", Bytes(os_image.begin(), os_image.end())));
+  ev.push_back(sim_runtime_event("system-ready", {}));
+  ev.insert(ev.end(), emitted.begin(), emitted.end());
   return ev;
 }
 
@@ -126,6 +143,7 @@ Bytes build_sim_quote(const TestPki& pki, const SimMeasurements& m, const std::a
   q.td.td_attributes = {0, 0, 0, 0x10, 0, 0, 0, 0};  // SEPT_VE_DISABLE, not DEBUG
   q.td.xfam = {0xe7, 0x02, 0x06, 0, 0, 0, 0, 0};
   q.td.mr_td = m.mrtd;
+  q.td.mr_config_id = m.mr_config_id;
   q.td.rtmr = m.rtmr;
   q.td.report_data = report_data;
 
@@ -145,25 +163,46 @@ Bytes build_sim_quote(const TestPki& pki, const SimMeasurements& m, const std::a
 }
 
 SimEvidence make_sim_evidence(const TestPki& pki, const std::array<std::uint8_t, 64>& report_data,
-                              const std::string& app_compose) {
-  auto events = sim_event_log(app_compose);
+                              const std::string& app_compose, const std::vector<SimEvent>& emitted) {
+  auto events = sim_event_log(app_compose, emitted);
   auto m = sim_measurements(events);
+  const auto compose_digest = crypto::sha256(as_bytes(app_compose));
+  m.mr_config_id = dstack_mr_config_id(compose_digest);
   SimEvidence out;
   out.quote = build_sim_quote(pki, m, report_data);
   out.event_log = event_log_json(events);
-  auto compose_hash = to_hex(crypto::sha256(as_bytes(app_compose)));
+  const auto compose_hash = to_hex(compose_digest);
+  // dstack's mr_aggregated: sha256(MRTD ‖ RTMR0..3), followed by MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG when any
+  // of them is non-zero (checked against the recorded Phala Cloud Info, tests/unit/devtee_pki_test.cpp).
+  Bytes agg(m.mrtd.begin(), m.mrtd.end());
+  for (const auto& r : m.rtmr) agg.insert(agg.end(), r.begin(), r.end());
+  agg.insert(agg.end(), m.mr_config_id.begin(), m.mr_config_id.end());
+  agg.insert(agg.end(), 96, 0);  // MROWNER, MROWNERCONFIG: zero
+  const auto mr_aggregated = to_hex(crypto::sha256(agg));
+  const auto device_id = to_hex(crypto::sha256(as_bytes(std::string_view("SIMULATED dev-tee device id"))));
+  std::string app_id, instance_id, os_image_hash;
+  for (const auto& e : events) {
+    if (e.event == "app-id") app_id = to_hex(e.payload);
+    if (e.event == "instance-id") instance_id = to_hex(e.payload);
+    if (e.event == "os-image-hash") os_image_hash = to_hex(e.payload);
+  }
   json::object tcb;
   tcb["mrtd"] = to_hex(m.mrtd);
   for (int i = 0; i < 4; ++i) tcb["rtmr" + std::to_string(i)] = to_hex(m.rtmr[static_cast<std::size_t>(i)]);
-  tcb["app_compose"] = app_compose;
+  tcb["mr_aggregated"] = mr_aggregated;
+  tcb["os_image_hash"] = os_image_hash;
   tcb["compose_hash"] = compose_hash;
+  tcb["device_id"] = device_id;
+  tcb["app_compose"] = app_compose;
   tcb["event_log"] = json::parse(out.event_log);
-  for (const auto& e : events) {
-    if (e.event == "app-id") out.info["app_id"] = to_hex(e.payload);
-    if (e.event == "instance-id") out.info["instance_id"] = to_hex(e.payload);
-    if (e.event == "os-image-hash") out.info["os_image_hash"] = to_hex(e.payload);
-  }
-  out.info["app_name"] = "dev-tee-simulated-app";
+  out.info["app_id"] = app_id;
+  out.info["instance_id"] = instance_id;
+  out.info["app_cert"] = "";  // no KMS, no app certificate
+  out.info["app_name"] = app_name_of(app_compose);
+  out.info["device_id"] = device_id;
+  out.info["mr_aggregated"] = mr_aggregated;
+  out.info["os_image_hash"] = os_image_hash;
+  out.info["key_provider_info"] = R"({"name":"none","id":""})";
   out.info["compose_hash"] = compose_hash;
   out.info["tcb_info"] = json::serialize(tcb);
   out.info["simulated"] = true;

@@ -37,12 +37,22 @@ struct SimEvent {
 struct SimMeasurements {
   crypto::Digest48 mrtd{};
   std::array<crypto::Digest48, 4> rtmr{};
+  std::array<std::uint8_t, 48> mr_config_id{};  // dstack_mr_config_id(compose hash); zero if not set
 };
+
+// MRCONFIGID as dstack's VMM sets it for an app without a key-provider id (dstack's MrConfig::V1):
+// 0x01 ‖ compose_hash (32 bytes) ‖ 15 zero bytes, where compose_hash = sha256(app_compose).
+std::array<std::uint8_t, 48> dstack_mr_config_id(const std::array<std::uint8_t, 32>& compose_hash);
+
+// A dstack runtime event (imr 3, event type 0x08000001, digest by protocol::event_log::runtime_event_digest),
+// as the boot events and EmitEvent (devtee::Handler) produce them.
+SimEvent sim_runtime_event(std::string name, Bytes payload);
 
 // A small boot log: firmware/kernel events in RTMR0-2 (fixed, labelled simulated) and dstack runtime
 // events in RTMR3 (system-preparing, app-id, compose-hash = sha256(app_compose), instance-id,
 // boot-mr-done, os-image-hash, system-ready) with digest protocol::event_log::runtime_event_digest.
-std::vector<SimEvent> sim_event_log(const std::string& app_compose);
+// `emitted` (EmitEvent calls, in order) follow system-ready, as on a running dstack app.
+std::vector<SimEvent> sim_event_log(const std::string& app_compose, const std::vector<SimEvent>& emitted = {});
 // RTMRs by protocol::event_log::replay; MRTD is a fixed test value.
 SimMeasurements sim_measurements(const std::vector<SimEvent>& events);
 // dstack's JSON array form: imr, event_type, digest (hex), event, event_payload (hex).
@@ -60,7 +70,11 @@ struct SimEvidence {
 // The default compose served in Info (a fixed, clearly simulated app).
 std::string sim_default_app_compose();
 
+// Quote (MRCONFIGID = dstack_mr_config_id(sha256(app_compose))), event log and Info. Info has the fields dstack's
+// SDKs require (app_id, instance_id, app_cert (empty: no KMS), device_id, key_provider_info, compose_hash,
+// os_image_hash, mr_aggregated; tcb_info with mrtd, rtmr0-3, mr_aggregated, os_image_hash, compose_hash,
+// device_id, app_compose, event_log).
 SimEvidence make_sim_evidence(const TestPki& pki, const std::array<std::uint8_t, 64>& report_data,
-                              const std::string& app_compose);
+                              const std::string& app_compose, const std::vector<SimEvent>& emitted = {});
 
 }  // namespace pi::devtee

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include "crypto/openssl.hpp"
 
@@ -86,32 +87,49 @@ Bytes der_int(unsigned v) {
   return der(0x02, b);
 }
 
+// The Intel SGX extension as Intel's PCK Platform CA writes it (checked against a real PCK certificate, see
+// tests/fixtures/tdx/README.md): PPID, TCB (components 1..16, PCESVN, CPUSVN), PCE-ID, FMSPC, SGX type
+// (Scalable), PlatformInstanceID and Configuration (dynamicPlatform, cachedKeys, SMTEnabled).
 Bytes sgx_extension_der() {
-  Bytes ppid(16, 0x5a);
+  Bytes ppid(kSimPpid.begin(), kSimPpid.end());
   Bytes tcb_items;
   for (std::uint8_t i = 1; i <= 16; ++i)
     tcb_items = cat({tcb_items, der(0x30, cat({sgx_oid({0x02, i}), der_int(kSimCpuSvn[i - 1])}))});
   tcb_items = cat({tcb_items, der(0x30, cat({sgx_oid({0x02, 17}), der_int(kSimPceSvn)}))});
   tcb_items =
       cat({tcb_items, der(0x30, cat({sgx_oid({0x02, 18}), der(0x04, Bytes(kSimCpuSvn.begin(), kSimCpuSvn.end()))}))});
+  const Bytes yes = der(0x01, Bytes{0xff});
+  Bytes config = cat({der(0x30, cat({sgx_oid({0x07, 0x01}), yes})), der(0x30, cat({sgx_oid({0x07, 0x02}), yes})),
+                      der(0x30, cat({sgx_oid({0x07, 0x03}), yes}))});
   Bytes items = cat({
       der(0x30, cat({sgx_oid({0x01}), der(0x04, ppid)})), der(0x30, cat({sgx_oid({0x02}), der(0x30, tcb_items)})),
       der(0x30, cat({sgx_oid({0x03}), der(0x04, Bytes(kSimPceId.begin(), kSimPceId.end()))})),
       der(0x30, cat({sgx_oid({0x04}), der(0x04, Bytes(kSimFmspc.begin(), kSimFmspc.end()))})),
-      der(0x30, cat({sgx_oid({0x05}), der(0x0A, Bytes{0x00})})),  // SGX type: Standard
+      der(0x30, cat({sgx_oid({0x05}), der(0x0A, Bytes{0x01})})),      // SGX type: Scalable (Platform CA certificates)
+      der(0x30, cat({sgx_oid({0x06}), der(0x04, Bytes(16, 0x5b))})),  // PlatformInstanceID
+      der(0x30, cat({sgx_oid({0x07}), der(0x30, config)})),           // Configuration
   });
   return der(0x30, items);
 }
 
-ossl::CertSpec spec(const char* cn, long serial, bool ca, std::int64_t now) {
+// X.509 CRL distribution points (2.5.29.31) with one full-name URI, as on every Intel SGX certificate.
+Bytes crl_dp_der(std::string_view uri) {
+  Bytes u(uri.begin(), uri.end());
+  return der(0x30, der(0x30, der(0xA0, der(0xA0, der(0x86, u)))));
+}
+
+// Subjects carry Intel's common names (verifiers such as go-tdx-guest check them before the root of trust)
+// with an organisation that says what they are: never Intel's.
+ossl::CertSpec spec(const char* cn, long serial, bool ca, std::int64_t now, std::string_view crl_uri) {
   ossl::CertSpec s;
-  s.subject = {{"CN", cn}, {"O", "SIMULATED dev-tee test PKI (not Intel)"}, {"C", "XX"}};
+  s.subject = {{"CN", cn}, {"O", kSimPkiOrganization}, {"C", "XX"}};
   s.serial = serial;
   s.not_before = now - kDay;
   s.not_after = now + kTenYears;
   s.ca = ca;
   s.path_len = ca ? 1 : -1;
   s.key_usage = ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,nonRepudiation";
+  s.raw_extensions = {{"2.5.29.31", crl_dp_der(crl_uri)}};
   return s;
 }
 
@@ -152,15 +170,19 @@ TestPki generate_test_pki(std::int64_t now) {
   auto issue = [&](const ossl::CertSpec& s, const EVP_PKEY& key, const X509* issuer, const EVP_PKEY& issuer_key) {
     return ossl_call([&] { return ossl::make_cert(s, key, issuer, issuer_key); });
   };
-  ossl::CertSpec root_spec = spec("SIMULATED dev-tee Test Root CA", 1, true, now);
-  root_spec.authority_key_id = false;  // self-signed
+  // Intel's extensions on each: authority and subject key ids (also on the self-signed root), CRL distribution
+  // points, key usage, basic constraints (root pathlen 1, PCK CA pathlen 0) and, on the PCK leaf, the SGX
+  // extension: six on the leaf, as go-tdx-guest requires.
+  const std::string root_crl_uri = std::string(kSimCrlBaseUrl) + "/IntelSGXRootCA.der";
+  ossl::CertSpec root_spec = spec("Intel SGX Root CA", 1, true, now, root_crl_uri);
   X509Ptr root = issue(root_spec, *root_key, nullptr, *root_key);
-  X509Ptr pck_ca = issue(spec("SIMULATED dev-tee PCK Platform CA", 2, true, now), *pck_ca_key, root.get(), *root_key);
-  X509Ptr tcb = issue(spec("SIMULATED dev-tee TCB Signing", 3, false, now), *tcb_key, root.get(), *root_key);
-  // The PCK leaf carries Intel's SGX extension (FMSPC, PCE id, TCB) and, like Intel's, no subject key id.
-  ossl::CertSpec pck_spec = spec("SIMULATED dev-tee PCK Certificate", 4, false, now);
-  pck_spec.subject_key_id = false;
-  pck_spec.raw_extensions = {{"1.2.840.113741.1.13.1", sgx_extension_der()}};
+  ossl::CertSpec pck_ca_spec = spec("Intel SGX PCK Platform CA", 2, true, now, root_crl_uri);
+  pck_ca_spec.path_len = 0;
+  X509Ptr pck_ca = issue(pck_ca_spec, *pck_ca_key, root.get(), *root_key);
+  X509Ptr tcb = issue(spec("Intel SGX TCB Signing", 3, false, now, root_crl_uri), *tcb_key, root.get(), *root_key);
+  ossl::CertSpec pck_spec = spec("Intel SGX PCK Certificate", 4, false, now,
+                                 std::string(kSimCrlBaseUrl) + "/sgx/certification/v4/pckcrl?ca=platform&encoding=der");
+  pck_spec.raw_extensions.emplace_back("1.2.840.113741.1.13.1", sgx_extension_der());
   X509Ptr pck = issue(pck_spec, *pck_key, pck_ca.get(), *pck_ca_key);
   TestPki p;
   p.root_cert_pem = cert_pem(*root);

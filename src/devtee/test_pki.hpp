@@ -3,9 +3,12 @@
 // chains to a self-signed TEST root generated on first start, so a verifier trusts it only when told
 // to (`verify --trust-simulated DIR`). The shapes follow Intel's DCAP PKI so that the verifier's real
 // DCAP code path (src/verify/dcap.cpp) checks quotes made with it:
-//   root CA (P-256, self-signed) ─┬─ PCK platform CA ── PCK leaf (Intel SGX extension: FMSPC, PCE id,
-//                                 │                               TCB components 1..16, PCESVN)
+//   root CA (P-256, self-signed) ─┬─ PCK platform CA ── PCK leaf (Intel SGX extension: PPID, TCB components
+//                                 │                    1..16 + PCESVN + CPUSVN, PCE id, FMSPC, SGX type,
+//                                 │                    platform instance id, configuration)
 //                                 └─ TCB signing cert (signs TCB info and QE identity JSON)
+// Subject common names are Intel's ("Intel SGX Root CA", "Intel SGX PCK Platform CA", "Intel SGX PCK
+// Certificate", "Intel SGX TCB Signing"), organisation kSimPkiOrganization; extensions as on Intel's certificates.
 //   root CRL (by the root), PCK CRL (by the PCK CA), both empty.
 // Plus the quoting enclave's attestation key (P-256, not a certificate).
 // Persisted under <state>/pki/ as PEM (keys 0600) and DER (CRLs).
@@ -22,6 +25,14 @@ inline constexpr std::array<std::uint8_t, 6> kSimFmspc = {0x50, 0x80, 0x6f, 0x00
 inline constexpr std::array<std::uint8_t, 2> kSimPceId = {0x00, 0x00};
 inline constexpr std::array<std::uint8_t, 16> kSimCpuSvn = {3, 3, 2, 2, 4, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0};
 inline constexpr std::uint16_t kSimPceSvn = 13;
+inline constexpr std::array<std::uint8_t, 16> kSimPpid = {0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                                                          0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a};
+// Every certificate's subject: Intel's common name (e.g. "Intel SGX Root CA", which verifiers such as go-tdx-guest
+// require) with this organisation and country XX, so no reader mistakes it for Intel's.
+inline constexpr const char* kSimPkiOrganization = "SIMULATED dev-tee test PKI (not Intel)";
+// CRL distribution points name this base, which never resolves (.invalid, RFC 6761); the CRLs themselves are in
+// the generated collateral.
+inline constexpr const char* kSimCrlBaseUrl = "https://dev-tee-simulated-pki.invalid";
 
 struct TestPki {
   std::string root_cert_pem, pck_ca_cert_pem, pck_cert_pem, tcb_cert_pem;

@@ -363,6 +363,7 @@ json::object AttestationReport::to_json() const {
   if (event_log) o["event_log"] = *event_log;
   put(o, "vm_config", vm_config);
   if (info) o["info"] = *info;
+  put(o, "instance_id", instance_id);
   gpu.write_to(o);
   o["simulated"] = simulated;
   put(o, "simulated_notice", simulated_notice);
@@ -395,6 +396,7 @@ AttestationReport AttestationReport::parse(const json::value& v) {
     if (!i->is_object() && !i->is_string() && !i->is_null()) wrong_type("info", "an object, a string or null", *i);
     r.info = *i;
   }
+  r.instance_id = opt_string(o, "instance_id");
   r.gpu = GpuEvidence::parse_from(o);
   if (const json::value* s = o.if_contains("simulated")) {
     if (!s->is_bool()) wrong_type("simulated", "a boolean", *s);
@@ -408,7 +410,8 @@ AttestationReport AttestationReport::parse(const json::value& v) {
 
 // ----- signature record -------------------------------------------------------------------------------------------
 
-SignatureResponse SignatureResponse::make(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo) {
+SignatureResponse SignatureResponse::make(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo,
+                                          std::string_view instance_id) {
   SignatureResponse s;
   const std::string ecdsa = ecdsa_signature_hex(r);
   const std::string ed = ed25519_signature_hex(r);
@@ -422,6 +425,7 @@ SignatureResponse SignatureResponse::make(const SignatureRecord& r, const Signin
   s.ed25519_signature = ed;
   s.ecdsa_signing_address = id.signing_address(SigningAlgo::Ecdsa);
   s.ed25519_signing_address = id.signing_address(SigningAlgo::Ed25519);
+  if (!instance_id.empty()) s.instance_id = std::string(instance_id);
   return s;
 }
 
@@ -437,6 +441,7 @@ json::object SignatureResponse::to_json() const {
   put(o, "ed25519_signature", ed25519_signature);
   put(o, "ecdsa_signing_address", ecdsa_signing_address);
   put(o, "ed25519_signing_address", ed25519_signing_address);
+  put(o, "instance_id", instance_id);
   return o;
 }
 
@@ -455,6 +460,7 @@ SignatureResponse SignatureResponse::parse(const json::value& v) {
   s.ed25519_signature = opt_string(o, "ed25519_signature");
   s.ecdsa_signing_address = opt_string(o, "ecdsa_signing_address");
   s.ed25519_signing_address = opt_string(o, "ed25519_signing_address");
+  s.instance_id = opt_string(o, "instance_id");
   return s;
 }
 

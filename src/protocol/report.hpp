@@ -134,12 +134,13 @@ struct AttestationReport {
   GpuEvidence gpu;
   bool simulated = false;
   std::optional<std::string> simulated_notice;  // ours: kSimulatedNotice when simulated
+  std::optional<std::string> instance_id;  // ours: the replica's dstack instance_id (also in info and the event log)
 
   // event_log from the agent's text: its JSON when it parses, else the text itself as a string.
   static boost::json::value event_log_from_text(std::string_view agent_text);
 
   // The proxy's JSON: signing_address, signing_algo, signing_public_key, [tls_cert_fingerprint], request_nonce,
-  // intel_quote, quote, event_log, vm_config, info (each when set), then GpuEvidence::write_to, simulated,
+  // intel_quote, quote, event_log, vm_config, info, instance_id (each when set), then GpuEvidence::write_to, simulated,
   // [simulated_notice], all_attestations = [the same object without all_attestations].
   boost::json::object to_json() const;
   // Throws ShapeError when `v` is not an object or a field has the wrong type (all_attestations, when present,
@@ -161,11 +162,16 @@ struct SignatureResponse {
   std::optional<std::string> ed25519_signature;
   std::optional<std::string> ecdsa_signing_address;
   std::optional<std::string> ed25519_signing_address;
+  // Ours: the TEE instance (dstack instance_id) that served the answer. Not signed (the signed text is
+  // vllm-proxy's); an auditor matches it against the instance-id event of that replica's attestation.
+  std::optional<std::string> instance_id;
 
-  // What the proxy serves for a record (every field set).
-  static SignatureResponse make(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo);
+  // What the proxy serves for a record (every field set; instance_id when not empty).
+  static SignatureResponse make(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo,
+                                std::string_view instance_id = {});
   // text, signature, signing_address, signing_algo, request_hash, response_hash, ecdsa_signature,
-  // ed25519_signature, ecdsa_signing_address, ed25519_signing_address (each when set), in that order.
+  // ed25519_signature, ecdsa_signing_address, ed25519_signing_address, instance_id (each when set), in
+  // that order.
   boost::json::object to_json() const;
   // Throws ShapeError when `v` is not an object or a field is present but not a string.
   static SignatureResponse parse(const boost::json::value& v);

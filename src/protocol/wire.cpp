@@ -19,8 +19,9 @@ std::string error_envelope(std::string_view message, std::string_view type, std:
   return boost::json::serialize(root);
 }
 
-boost::json::object signature_response(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo) {
-  return SignatureResponse::make(r, id, algo).to_json();
+boost::json::object signature_response(const SignatureRecord& r, const SigningIdentity& id, SigningAlgo algo,
+                                       std::string_view instance_id) {
+  return SignatureResponse::make(r, id, algo, instance_id).to_json();
 }
 
 std::optional<std::string> response_id(std::string_view json_body) {

@@ -93,6 +93,8 @@ protocol::AttestationReport assemble_report(const protocol::SigningIdentity& ide
   r.quote = json::value(q.quote_hex);
   r.event_log = protocol::AttestationReport::event_log_from_text(q.event_log);
   r.vm_config = q.vm_config;
+  if (const auto* id = info.if_contains("instance_id"); id && id->is_string() && !id->get_string().empty())
+    r.instance_id = std::string(id->get_string());
   r.info = json::value(std::move(info));
   if (gpu)
     gpu->apply_to(r);

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <stdexcept>
+#include <string_view>
 
 namespace pi::server {
 
@@ -37,11 +38,119 @@ BackendUrl parse_backend_url(const std::string& url) {
   return b;
 }
 
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 percent-decoding of a userinfo part; a bad %xx is an error, not passed through.
+std::string percent_decode(std::string_view s, const std::string& what) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    const int hi = i + 2 < s.size() ? hex_digit(s[i + 1]) : -1;
+    const int lo = i + 2 < s.size() ? hex_digit(s[i + 2]) : -1;
+    if (hi < 0 || lo < 0) throw std::invalid_argument(what + ": bad percent-encoding");
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+template <class T>
+bool parse_number(std::string_view s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+std::string RedisEndpoint::describe() const {
+  std::string d = "redis://";
+  if (!user.empty() || !password.empty()) d += (user.empty() ? "" : user) + ":***@";
+  d += host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  d += ":" + std::to_string(port);
+  if (db != 0) d += "/" + std::to_string(db);
+  return d;
+}
+
+RedisEndpoint parse_redis_url(const std::string& url) {
+  const std::string scheme = "redis://";
+  const std::string what = "Redis URL (redis://[[user]:password@]host[:port][/db])";
+  if (url.rfind("rediss://", 0) == 0)
+    throw std::invalid_argument(what + ": TLS to Redis (rediss://) is not supported by this build's hiredis");
+  if (url.rfind(scheme, 0) != 0) throw std::invalid_argument(what + ": must start with redis://");
+  std::string_view rest(url);
+  rest.remove_prefix(scheme.size());
+  RedisEndpoint e;
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    const auto db = rest.substr(slash + 1);
+    if (!db.empty() && (!parse_number(db, e.db) || e.db < 0))
+      throw std::invalid_argument(what + ": bad database number");
+    rest = rest.substr(0, slash);
+  }
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    const auto userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    const auto colon = userinfo.find(':');
+    if (colon == std::string_view::npos) {
+      e.password = percent_decode(userinfo, what);  // redis://password@host, as redis-py reads it
+    } else {
+      e.user = percent_decode(userinfo.substr(0, colon), what);
+      e.password = percent_decode(userinfo.substr(colon + 1), what);
+    }
+  }
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == std::string_view::npos) throw std::invalid_argument(what + ": bad IPv6 literal");
+    e.host = std::string(rest.substr(1, close - 1));
+    if (close + 1 < rest.size()) {
+      if (rest[close + 1] != ':') throw std::invalid_argument(what + ": bad IPv6 literal");
+      port = rest.substr(close + 2);
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    e.host = std::string(rest.substr(0, colon));
+    port = rest.substr(colon + 1);
+  } else {
+    e.host = std::string(rest);
+  }
+  if (e.host.empty()) throw std::invalid_argument(what + ": no host");
+  if (!port.empty()) {
+    unsigned p = 0;
+    if (!parse_number(port, p) || p == 0 || p > 65535) throw std::invalid_argument(what + ": bad port");
+    e.port = static_cast<unsigned short>(p);
+  }
+  return e;
+}
+
+std::string StoreSpec::describe() const {
+  switch (kind) {
+    case Kind::Memory:
+      return "memory";
+    case Kind::Sqlite:
+      return "sqlite:" + path;
+    case Kind::Redis:
+      return redis.describe();
+  }
+  return "memory";
+}
+
 StoreSpec parse_store_spec(const std::string& s) {
   if (s == "memory") return {};
   const std::string scheme = "sqlite:";
-  if (s.rfind(scheme, 0) == 0 && s.size() > scheme.size()) return {StoreSpec::Kind::Sqlite, s.substr(scheme.size())};
-  throw std::invalid_argument("store '" + s + "' must be 'memory' or 'sqlite:PATH'");
+  if (s.rfind(scheme, 0) == 0 && s.size() > scheme.size())
+    return {StoreSpec::Kind::Sqlite, s.substr(scheme.size()), {}};
+  if (s.rfind("redis://", 0) == 0 || s.rfind("rediss://", 0) == 0)
+    return {StoreSpec::Kind::Redis, {}, parse_redis_url(s)};
+  throw std::invalid_argument("store '" + s + "' must be 'memory', 'sqlite:PATH' or 'redis://…'");
 }
 
 ListenAddress parse_listen(const std::string& s) {

@@ -24,13 +24,27 @@ struct ListenAddress {
 };
 ListenAddress parse_listen(const std::string& s);  // "host:port", "[v6]:port" or ":port"
 
-// Where signature records are kept: "memory" (lost on restart; tests) or "sqlite:PATH" (a file).
-struct StoreSpec {
-  enum class Kind { Memory, Sqlite } kind = Kind::Memory;
-  std::string path;  // Sqlite: the database file
-  std::string describe() const { return kind == Kind::Memory ? "memory" : "sqlite:" + path; }
+// A Redis server: "redis://[[user]:password@]host[:port][/db]" (user and password percent-decoded).
+struct RedisEndpoint {
+  std::string host = "127.0.0.1";
+  unsigned short port = 6379;
+  std::string user;      // Redis 6 ACL user; empty: the default user
+  std::string password;  // empty: no AUTH
+  int db = 0;
+  // For logs: never the password.
+  std::string describe() const;
 };
-// "memory" | "sqlite:PATH" (PATH non-empty); throws std::invalid_argument otherwise.
+RedisEndpoint parse_redis_url(const std::string& url);  // throws std::invalid_argument
+
+// Where signature records are kept: "memory" (lost on restart; tests), "sqlite:PATH" (a file) or
+// "redis://…" (shared by a fleet of replicas).
+struct StoreSpec {
+  enum class Kind { Memory, Sqlite, Redis } kind = Kind::Memory;
+  std::string path;     // Sqlite: the database file
+  RedisEndpoint redis;  // Redis
+  std::string describe() const;
+};
+// "memory" | "sqlite:PATH" (PATH non-empty) | "redis://…"; throws std::invalid_argument otherwise.
 StoreSpec parse_store_spec(const std::string& s);
 // The database file under a state directory.
 inline std::string default_store_path(const std::string& state_dir) { return state_dir + "/signatures.db"; }

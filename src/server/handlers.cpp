@@ -1,5 +1,8 @@
 #include "server/handlers.hpp"
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include "protocol/wire.hpp"
@@ -43,7 +46,7 @@ awaitable<Response> handle_version(Call& call) {
 
 awaitable<Response> handle_metrics(Call& call) {
   auto& svc = call.svc();
-  std::string body = svc.metrics.render(svc.store->size(), svc.store->capacity());
+  std::string body = svc.metrics.render(svc.store->size(), svc.store->capacity(), svc.store->health());
   if (svc.tee.gpu) svc.tee.gpu->render_metrics(body);
   auto engine = co_await call.worker.pool.get("/metrics");
   body += "\n# ---- backend /metrics ----\n";
@@ -57,6 +60,25 @@ awaitable<Response> handle_metrics(Call& call) {
   co_return res;
 }
 
+namespace {
+
+// The store's get_async as an awaitable that resumes on the caller's executor.
+template <class Token>
+auto async_get(SignatureStore& store, std::string key, Token&& token) {
+  return net::async_initiate<Token, void(GetResult)>(
+      [&store, k = std::move(key)](auto handler) mutable {
+        auto ex = net::prefer(net::get_associated_executor(handler), net::execution::outstanding_work.tracked);
+        store.get_async(k, [h = std::move(handler), ex](GetResult r) mutable {
+          net::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+        });
+      },
+      token);
+}
+
+}  // namespace
+
+// Sign on demand: the record holds the hashes; the signatures are made here (deterministic, so the
+// same bytes on every fetch and on every replica holding the fleet's keys).
 awaitable<Response> handle_signature(Call& call) {
   auto& svc = call.svc();
   const std::string id = decode_path_segment(call.target.path.substr(call.route.path.size()));
@@ -65,10 +87,19 @@ awaitable<Response> handle_signature(Call& call) {
     co_return HttpError::bad_request("signing_algo must be 'ecdsa' or 'ed25519'", "invalid_signing_algo",
                                      "signing_algo")
         .render(call.keep_alive());
-  auto rec = id.empty() ? std::nullopt : svc.store->get(record_key(call.owner, id));
-  if (!rec)
+  GetResult found;
+  if (!id.empty()) found = co_await async_get(*svc.store, record_key(call.owner, id), net::use_awaitable);
+  if (found.status == GetResult::Status::Unavailable)
+    co_return HttpError::unavailable("The signature store is unreachable; retry shortly", "signature_store_unavailable",
+                                     false)
+        .with_header(http::field::retry_after, "1")
+        .render(call.keep_alive());
+  if (found.status != GetResult::Status::Found)
     co_return HttpError::not_found("Chat id not found or expired", "signature_not_found").render(call.keep_alive());
-  co_return json_response(http::status::ok, json::serialize(protocol::signature_response(*rec, svc.identity, *algo)),
+  const auto& r = found.record;
+  const auto signed_rec = svc.identity.sign(r.request_hash, r.response_hash);
+  co_return json_response(http::status::ok,
+                          json::serialize(protocol::signature_response(signed_rec, svc.identity, *algo, r.instance_id)),
                           call.keep_alive());
 }
 

@@ -39,7 +39,7 @@ void Metrics::observe_duration(std::size_t route, Clock::time_point t0) {
   duration[route].observe(std::chrono::duration<double>(Clock::now() - t0).count());
 }
 
-std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) const {
+std::string Metrics::render(std::size_t store_size, std::size_t store_capacity, const StoreHealth& store) const {
   std::string out;
   out.reserve(8192);
   out +=
@@ -89,6 +89,14 @@ std::string Metrics::render(std::size_t store_size, std::size_t store_capacity) 
   gauge("pi_inflight_requests", "Requests being handled now.", static_cast<double>(inflight.load()));
   gauge("pi_signature_store_records", "Signature records held (not expired).", static_cast<double>(store_size));
   gauge("pi_signature_store_capacity", "Maximum signature records.", static_cast<double>(store_capacity));
+  counter("pi_signature_store_errors_total",
+          "Signature store failures (Redis: error reply, connection lost or refused, command timeout).", store.errors);
+  gauge("pi_signature_store_unsynced_records",
+        "Records kept in this replica's memory while the shared store (Redis) was unreachable, not yet written there.",
+        static_cast<double>(store.unsynced));
+  if (store.connected >= 0)
+    gauge("pi_signature_store_connected", "1 while the shared signature store (Redis) is reachable.",
+          static_cast<double>(store.connected));
   return out;
 }
 

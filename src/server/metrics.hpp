@@ -27,6 +27,13 @@ class Histogram {
   std::atomic<std::uint64_t> sum_micros_{0};
 };
 
+// What a signature store reports about its health (a networked store: Redis).
+struct StoreHealth {
+  std::uint64_t errors = 0;  // commands that failed
+  std::size_t unsynced = 0;  // records kept locally, waiting for the shared store
+  int connected = -1;        // 1/0 for a networked store; -1: not one
+};
+
 // Per-route series are indexed by route (the route table's metric index); `labels` names them.
 struct Metrics {
   explicit Metrics(std::span<const std::string> route_labels);
@@ -52,7 +59,7 @@ struct Metrics {
 
   void count_response(std::size_t route, unsigned status);
   void observe_duration(std::size_t route, Clock::time_point t0);
-  std::string render(std::size_t store_size, std::size_t store_capacity) const;
+  std::string render(std::size_t store_size, std::size_t store_capacity, const StoreHealth& store) const;
 };
 
 }  // namespace pi::server

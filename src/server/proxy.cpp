@@ -18,6 +18,7 @@
 
 #include "server/context.hpp"
 #include "server/error.hpp"
+#include "server/redis_store.hpp"
 #include "server/routes.hpp"
 #include "server/session.hpp"
 #include "server/sqlite_store.hpp"
@@ -46,6 +47,15 @@ struct ProxyServer::Impl {
     const auto& c = svc.cfg;
     if (c.store.kind == StoreSpec::Kind::Memory)
       return std::make_unique<MemorySignatureStore>(c.signature_capacity, c.signature_ttl);
+    if (c.store.kind == StoreSpec::Kind::Redis) {
+      // Keys are namespaced by the fleet's signing address: a replica never serves another key's records.
+      RedisStoreOptions o;
+      o.endpoint = c.store.redis;
+      o.capacity = c.signature_capacity;
+      o.ttl = c.signature_ttl;
+      o.key_prefix = "pi:sig:" + svc.identity.signing_address(protocol::SigningAlgo::Ecdsa) + ":";
+      return std::make_unique<RedisSignatureStore>(std::move(o));
+    }
     SqliteStoreOptions o;
     o.path = c.store.path;
     o.capacity = c.signature_capacity;

@@ -24,6 +24,9 @@ struct TeeContext {
   // GPU evidence (NVML today; nullptr: --gpu-evidence off). Must outlive the server.
   std::shared_ptr<tee::GpuEvidenceSource> gpu;
   bool gpu_required = false;  // --gpu-evidence required: no evidence → 503
+  // The dstack instance id (Info), recorded with every signature record and named in attestation
+  // reports, so an auditor can tell which attested replica of a fleet served an answer. "" outside a TEE.
+  std::string instance_id;
 };
 
 class ProxyServer {

@@ -371,7 +371,7 @@ awaitable<bool> relay(Call& call) {
     co_return co_await send_response(call, refusal->render(call.keep_alive()));
   Exchange x(call);
   if (call.route.handling == Handling::ForwardSigned) {
-    x.signer = ResponseSigner::begin(*svc.store, svc.identity, call.owner, call.req.body());
+    x.signer = ResponseSigner::begin(*svc.store, svc.tee.instance_id, call.owner, call.req.body());
     if (!x.signer) {
       svc.metrics.store_full_rejections++;
       auto e = HttpError::unavailable("The signature store is full (every record is still inside its TTL); retry later",

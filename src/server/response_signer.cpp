@@ -16,11 +16,11 @@ std::string record_key(std::string_view owner, std::string_view id) {
   return k;
 }
 
-std::optional<ResponseSigner> ResponseSigner::begin(SignatureStore& store, const protocol::SigningIdentity& identity,
+std::optional<ResponseSigner> ResponseSigner::begin(SignatureStore& store, const std::string& instance_id,
                                                     std::string owner, std::string_view request_body) {
   auto r = store.reserve();
   if (!r) return std::nullopt;
-  return ResponseSigner(std::move(*r), identity, std::move(owner), crypto::sha256(request_body));
+  return ResponseSigner(std::move(*r), instance_id, std::move(owner), crypto::sha256(request_body));
 }
 
 namespace {
@@ -28,8 +28,7 @@ namespace {
 // Hands the record to the store and resumes the coroutine on its own executor when the store has
 // completed the commit (the SQLite store completes on its writer thread).
 template <class Token>
-auto async_commit(SignatureStore::Reservation& r, std::string key, const protocol::SignatureRecord& rec,
-                  Token&& token) {
+auto async_commit(SignatureStore::Reservation& r, std::string key, const StoredRecord& rec, Token&& token) {
   return net::async_initiate<Token, void(CommitResult)>(
       [&r, &rec, k = std::move(key)](auto handler) mutable {
         auto ex = net::prefer(net::get_associated_executor(handler), net::execution::outstanding_work.tracked);
@@ -43,7 +42,7 @@ auto async_commit(SignatureStore::Reservation& r, std::string key, const protoco
 }  // namespace
 
 awaitable<SignResult> ResponseSigner::commit(const crypto::Digest32& response_hash, std::string id) {
-  const auto rec = identity_->sign(request_hash_, response_hash);
+  const StoredRecord rec{request_hash_, response_hash, *instance_id_};
   switch (co_await async_commit(reservation_, record_key(owner_, id), rec, net::use_awaitable)) {
     case CommitResult::Stored:
       co_return SignResult{SignOutcome::Signed, std::move(id)};

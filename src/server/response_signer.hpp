@@ -35,8 +35,9 @@ struct SignResult {
 class ResponseSigner {
  public:
   // Reserves a slot and hashes the request body. nullopt: the store is full.
-  static std::optional<ResponseSigner> begin(SignatureStore& store, const protocol::SigningIdentity& identity,
-                                             std::string owner, std::string_view request_body);
+  // `instance_id` (the serving TEE instance, recorded with each record) must outlive the signer.
+  static std::optional<ResponseSigner> begin(SignatureStore& store, const std::string& instance_id, std::string owner,
+                                             std::string_view request_body);
 
   // A whole (non-streamed) 2xx answer: signs its exact bytes under the body's "id" (or a generated
   // "pi-…" id when it has none).
@@ -55,13 +56,13 @@ class ResponseSigner {
   const crypto::Digest32& request_hash() const { return request_hash_; }
 
  private:
-  ResponseSigner(SignatureStore::Reservation r, const protocol::SigningIdentity& id, std::string owner,
+  ResponseSigner(SignatureStore::Reservation r, const std::string& instance_id, std::string owner,
                  const crypto::Digest32& request_hash)
-      : reservation_(std::move(r)), identity_(&id), owner_(std::move(owner)), request_hash_(request_hash) {}
+      : reservation_(std::move(r)), instance_id_(&instance_id), owner_(std::move(owner)), request_hash_(request_hash) {}
   awaitable<SignResult> commit(const crypto::Digest32& response_hash, std::string id);
 
   SignatureStore::Reservation reservation_;
-  const protocol::SigningIdentity* identity_;
+  const std::string* instance_id_;
   std::string owner_;
   crypto::Digest32 request_hash_;
   crypto::Sha256 hasher_;

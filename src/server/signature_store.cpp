@@ -1,11 +1,44 @@
 #include "server/signature_store.hpp"
 
+#include <cstring>
 #include <future>
 
 namespace pi::server {
 
-void SignatureStore::Reservation::commit_async(std::string key, const protocol::SignatureRecord& rec,
-                                               CommitCallback done) {
+namespace {
+constexpr unsigned char kRecordFormat = 0x02;
+constexpr std::size_t kLegacySqliteRecordBytes = 32 + 32 + 65 + 64;
+}  // namespace
+
+std::string encode_record(const StoredRecord& r) {
+  const auto id = std::string_view(r.instance_id).substr(0, kMaxInstanceIdBytes);
+  std::string b;
+  b.reserve(1 + 64 + id.size());
+  b.push_back(static_cast<char>(kRecordFormat));
+  b.append(reinterpret_cast<const char*>(r.request_hash.data()), r.request_hash.size());
+  b.append(reinterpret_cast<const char*>(r.response_hash.data()), r.response_hash.size());
+  b.append(id);
+  return b;
+}
+
+std::optional<StoredRecord> decode_record(std::string_view b) {
+  StoredRecord r;
+  std::string_view hashes;
+  if (b.size() == kLegacySqliteRecordBytes) {
+    hashes = b.substr(0, 64);
+  } else if (b.size() >= 65 && b.size() <= 65 + kMaxInstanceIdBytes &&
+             static_cast<unsigned char>(b[0]) == kRecordFormat) {
+    hashes = b.substr(1, 64);
+    r.instance_id = std::string(b.substr(65));
+  } else {
+    return std::nullopt;
+  }
+  std::memcpy(r.request_hash.data(), hashes.data(), 32);
+  std::memcpy(r.response_hash.data(), hashes.data() + 32, 32);
+  return r;
+}
+
+void SignatureStore::Reservation::commit_async(std::string key, const StoredRecord& rec, CommitCallback done) {
   if (store_ == nullptr) {
     done(CommitResult::Collision);
     return;
@@ -14,7 +47,7 @@ void SignatureStore::Reservation::commit_async(std::string key, const protocol::
   std::exchange(store_, nullptr)->commit_async(std::move(key), rec, std::move(done));
 }
 
-bool SignatureStore::Reservation::commit(const std::string& key, const protocol::SignatureRecord& rec) {
+bool SignatureStore::Reservation::commit(const std::string& key, const StoredRecord& rec) {
   std::promise<CommitResult> p;
   auto f = p.get_future();
   commit_async(key, rec, [&p](CommitResult r) { p.set_value(r); });
@@ -52,11 +85,11 @@ bool MemorySignatureStore::try_reserve() {
 
 void MemorySignatureStore::release() { reserved_.fetch_sub(1); }
 
-void MemorySignatureStore::commit_async(std::string key, const protocol::SignatureRecord& rec, CommitCallback done) {
+void MemorySignatureStore::commit_async(std::string key, const StoredRecord& rec, CommitCallback done) {
   done(insert(key, rec) ? CommitResult::Stored : CommitResult::Collision);
 }
 
-bool MemorySignatureStore::insert(const std::string& key, const protocol::SignatureRecord& rec) {
+bool MemorySignatureStore::insert(const std::string& key, const StoredRecord& rec) {
   auto& s = shard_for(key);
   const auto t = now();
   bool inserted = false;
@@ -74,7 +107,7 @@ bool MemorySignatureStore::insert(const std::string& key, const protocol::Signat
   return inserted;
 }
 
-std::optional<protocol::SignatureRecord> MemorySignatureStore::get(const std::string& key) {
+std::optional<StoredRecord> MemorySignatureStore::get(const std::string& key) {
   auto& s = shard_for(key);
   const auto t = now();
   std::lock_guard lk(s.mu);

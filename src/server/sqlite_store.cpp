@@ -17,33 +17,6 @@ namespace pi::server {
 namespace {
 
 constexpr int kSchemaVersion = 1;
-constexpr std::size_t kRecordBytes = 32 + 32 + 65 + 64;
-
-// The record as stored: request_hash ‖ response_hash ‖ ecdsa r‖s‖v ‖ ed25519 signature (193 bytes).
-std::array<std::uint8_t, kRecordBytes> encode(const protocol::SignatureRecord& r) {
-  std::array<std::uint8_t, kRecordBytes> b{};
-  auto* p = b.data();
-  for (const auto* part : {r.request_hash.data(), r.response_hash.data()}) {
-    std::memcpy(p, part, 32);
-    p += 32;
-  }
-  std::memcpy(p, r.ecdsa_signature.data(), r.ecdsa_signature.size());
-  p += r.ecdsa_signature.size();
-  std::memcpy(p, r.ed25519_signature.data(), r.ed25519_signature.size());
-  return b;
-}
-
-std::optional<protocol::SignatureRecord> decode(const void* data, int n) {
-  if (data == nullptr || n != static_cast<int>(kRecordBytes)) return std::nullopt;
-  const auto* p = static_cast<const std::uint8_t*>(data);
-  protocol::SignatureRecord r;
-  std::memcpy(r.request_hash.data(), p, 32);
-  std::memcpy(r.response_hash.data(), p + 32, 32);
-  std::memcpy(r.ecdsa_signature.data(), p + 64, r.ecdsa_signature.size());
-  std::memcpy(r.ed25519_signature.data(), p + 64 + r.ecdsa_signature.size(), r.ed25519_signature.size());
-  return r;
-}
-
 std::string describe_error(sqlite3* db, int rc) {
   std::string m = sqlite3_errstr(rc);
   if (db != nullptr) {
@@ -99,8 +72,6 @@ sqlite3* open_db(const std::string& path, int flags) {
   return db;
 }
 
-std::int64_t expiry_second(std::int64_t expires_ms) { return (expires_ms + 999) / 1000; }  // rounded up
-
 }  // namespace
 
 struct SqliteSignatureStore::Reader {
@@ -108,7 +79,7 @@ struct SqliteSignatureStore::Reader {
   sqlite3_stmt* get = nullptr;
 };
 
-SqliteSignatureStore::SqliteSignatureStore(SqliteStoreOptions o) : opt_(std::move(o)) {
+SqliteSignatureStore::SqliteSignatureStore(SqliteStoreOptions o) : opt_(std::move(o)), ledger_(opt_.capacity) {
   if (opt_.path.empty()) throw StoreError("signature store: empty path");
   const std::string lock_path = opt_.path + ".lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -186,17 +157,15 @@ void SqliteSignatureStore::open_and_load() {
   sqlite3_bind_int64(st, 1, now_ms());
   int rc = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const auto n = static_cast<std::size_t>(sqlite3_column_int64(st, 1));
-    expiry_buckets_.emplace_back(sqlite3_column_int64(st, 0), n);
-    live_ += n;
+    ledger_.add_live(sqlite3_column_int64(st, 0) * 1000, static_cast<std::size_t>(sqlite3_column_int64(st, 1)));
   }
   sqlite3_finalize(st);
   check(db_, rc, path, "count records");
   insert_ = prepare(db_, "INSERT OR IGNORE INTO records(key, expires_at, rec) VALUES(?1, ?2, ?3)", path);
   purge_ = prepare(db_, "DELETE FROM records WHERE expires_at <= ?1", path);
   purge_expired();
-  spdlog::info("signature store {}: {} live record(s), capacity {}, TTL {} s, synchronous={}", path, live_,
-               opt_.capacity, opt_.ttl.count(), opt_.synchronous_full ? "FULL" : "NORMAL");
+  spdlog::info("signature store {}: {} live record(s), capacity {}, TTL {} s, synchronous={}", path,
+               ledger_.live(now_ms()), opt_.capacity, opt_.ttl.count(), opt_.synchronous_full ? "FULL" : "NORMAL");
 }
 
 SqliteSignatureStore::~SqliteSignatureStore() {
@@ -222,44 +191,15 @@ std::int64_t SqliteSignatureStore::now_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-void SqliteSignatureStore::account_locked(std::int64_t now) const {
-  while (!expiry_buckets_.empty() && expiry_buckets_.front().first * 1000 <= now) {
-    live_ -= expiry_buckets_.front().second;
-    expiry_buckets_.pop_front();
-  }
-}
+bool SqliteSignatureStore::try_reserve() { return ledger_.try_reserve(now_ms()); }
 
-bool SqliteSignatureStore::try_reserve() {
-  const auto now = now_ms();
-  std::lock_guard lk(acct_mu_);
-  account_locked(now);
-  if (live_ + reserved_ + 1 > opt_.capacity) return false;
-  ++reserved_;
-  return true;
-}
+void SqliteSignatureStore::release() { ledger_.release(); }
 
-void SqliteSignatureStore::release() {
-  std::lock_guard lk(acct_mu_);
-  --reserved_;
-}
+std::size_t SqliteSignatureStore::size() const { return ledger_.live(now_ms()); }
 
-std::size_t SqliteSignatureStore::size() const {
-  const auto now = now_ms();
-  std::lock_guard lk(acct_mu_);
-  account_locked(now);
-  return live_;
-}
+std::chrono::seconds SqliteSignatureStore::retry_after() { return ledger_.retry_after(now_ms()); }
 
-std::chrono::seconds SqliteSignatureStore::retry_after() {
-  const auto now = now_ms();
-  std::lock_guard lk(acct_mu_);
-  account_locked(now);
-  if (expiry_buckets_.empty()) return std::chrono::seconds(1);
-  const auto wait_ms = expiry_buckets_.front().first * 1000 - now;
-  return std::chrono::seconds(std::max<std::int64_t>(1, (wait_ms + 999) / 1000));
-}
-
-void SqliteSignatureStore::commit_async(std::string key, const protocol::SignatureRecord& rec, CommitCallback done) {
+void SqliteSignatureStore::commit_async(std::string key, const StoredRecord& rec, CommitCallback done) {
   {
     std::lock_guard lk(mu_);
     queue_.push_back(Pending{std::move(key), rec, std::move(done)});
@@ -304,7 +244,7 @@ void SqliteSignatureStore::write_batch(std::vector<Pending>& batch) {
   if (rc == SQLITE_OK) {
     for (std::size_t i = 0; i < batch.size() && error.empty(); ++i) {
       Use u(insert_);
-      const auto blob = encode(batch[i].rec);
+      const auto blob = encode_record(batch[i].rec);
       sqlite3_bind_blob(insert_, 1, batch[i].key.data(), static_cast<int>(batch[i].key.size()), SQLITE_STATIC);
       sqlite3_bind_int64(insert_, 2, expires);
       sqlite3_bind_blob(insert_, 3, blob.data(), static_cast<int>(blob.size()), SQLITE_STATIC);
@@ -329,18 +269,7 @@ void SqliteSignatureStore::write_batch(std::vector<Pending>& batch) {
   } else {
     stored = static_cast<std::size_t>(std::count(results.begin(), results.end(), CommitResult::Stored));
   }
-  {
-    std::lock_guard lk(acct_mu_);
-    reserved_ -= batch.size();
-    if (stored > 0) {
-      auto sec = expiry_second(expires);
-      if (!expiry_buckets_.empty() && expiry_buckets_.back().first >= sec)
-        expiry_buckets_.back().second += stored;  // same second (or the wall clock went back: count longer)
-      else
-        expiry_buckets_.emplace_back(sec, stored);
-      live_ += stored;
-    }
-  }
+  ledger_.settle(batch.size(), stored, expires);
   {
     std::lock_guard lk(mu_);
     if (error.empty()) {
@@ -412,7 +341,7 @@ void SqliteSignatureStore::give_reader(Reader* r) {
   readers_.push_back(r);
 }
 
-std::optional<protocol::SignatureRecord> SqliteSignatureStore::get(const std::string& key) {
+std::optional<StoredRecord> SqliteSignatureStore::get(const std::string& key) {
   Reader* r = nullptr;
   try {
     r = take_reader();
@@ -420,14 +349,15 @@ std::optional<protocol::SignatureRecord> SqliteSignatureStore::get(const std::st
     spdlog::error("{}", e.what());
     return std::nullopt;
   }
-  std::optional<protocol::SignatureRecord> out;
+  std::optional<StoredRecord> out;
   {
     Use u(r->get);
     sqlite3_bind_blob(r->get, 1, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
     sqlite3_bind_int64(r->get, 2, now_ms());
     const int rc = sqlite3_step(r->get);
     if (rc == SQLITE_ROW)
-      out = decode(sqlite3_column_blob(r->get, 0), sqlite3_column_bytes(r->get, 0));
+      out = decode_record({static_cast<const char*>(sqlite3_column_blob(r->get, 0)),
+                           static_cast<std::size_t>(sqlite3_column_bytes(r->get, 0))});
     else if (rc != SQLITE_DONE)
       spdlog::error("signature store {}: reading a record failed: {}", opt_.path, describe_error(r->db, rc));
   }

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/capacity_ledger.hpp"
 #include "server/signature_store.hpp"
 
 struct sqlite3;
@@ -63,7 +64,7 @@ class SqliteSignatureStore final : public SignatureStore {
   SqliteSignatureStore(const SqliteSignatureStore&) = delete;
   SqliteSignatureStore& operator=(const SqliteSignatureStore&) = delete;
 
-  std::optional<protocol::SignatureRecord> get(const std::string& key) override;
+  std::optional<StoredRecord> get(const std::string& key) override;
   std::size_t size() const override;
   std::size_t capacity() const override { return opt_.capacity; }
   std::chrono::seconds retry_after() override;
@@ -84,12 +85,12 @@ class SqliteSignatureStore final : public SignatureStore {
  protected:
   bool try_reserve() override;
   void release() override;
-  void commit_async(std::string key, const protocol::SignatureRecord& rec, CommitCallback done) override;
+  void commit_async(std::string key, const StoredRecord& rec, CommitCallback done) override;
 
  private:
   struct Pending {
     std::string key;
-    protocol::SignatureRecord rec;
+    StoredRecord rec;
     CommitCallback done;
   };
   struct Reader;
@@ -99,7 +100,6 @@ class SqliteSignatureStore final : public SignatureStore {
   void writer_loop();
   void write_batch(std::vector<Pending>& batch);
   void purge_expired();
-  void account_locked(std::int64_t now) const;  // drops expired buckets
   Reader* take_reader();
   void give_reader(Reader* r);
 
@@ -109,11 +109,7 @@ class SqliteSignatureStore final : public SignatureStore {
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* purge_ = nullptr;
 
-  // Capacity accounting (reserve/commit/size/retry_after).
-  mutable std::mutex acct_mu_;
-  mutable std::deque<std::pair<std::int64_t, std::size_t>> expiry_buckets_;  // (expiry second, live records), ascending
-  mutable std::size_t live_ = 0;
-  std::size_t reserved_ = 0;
+  mutable CapacityLedger ledger_;  // reserve/commit/size/retry_after
 
   // The writer's queue.
   mutable std::mutex mu_;

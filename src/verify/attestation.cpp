@@ -1,6 +1,7 @@
 #include "verify/attestation.hpp"
 
 #include <algorithm>
+#include <boost/algorithm/string/predicate.hpp>
 
 #include <fmt/format.h>
 
@@ -252,6 +253,47 @@ void binding(const protocol::AttestationReport& att, const std::optional<Quote>&
 }
 
 // ----- code -----
+// dstack's VMM launches the TD with MRCONFIGID = 0x01 ‖ compose hash ‖ 15 zero bytes (dstack MrConfig::V1, an app
+// without a key-provider id). MRCONFIGID is fixed by the TD's creator and covered by the quote signature, so it
+// binds the compose hash independently of the RTMR3 event replay. All zeros: older dstack (and dstack's own
+// simulator) leave it unset — nothing to check. Another version byte (V3 hashes a document we are not given)
+// cannot be checked here.
+void check_mr_config_id(const std::optional<Quote>& quote, const std::optional<std::string>& compose_event,
+                        Report& rep) {
+  const char* title = "MRCONFIGID binds the compose hash (dstack: 0x01 || compose hash || zeros)";
+  if (!quote) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Skipped, "not reached: no usable quote"));
+    return;
+  }
+  const auto& id = quote->td.mr_config_id;
+  const std::string id_hex = to_hex(id);
+  rep.fact("mr_config_id", id_hex);
+  if (std::all_of(id.begin(), id.end(), [](std::uint8_t b) { return b == 0; })) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Skipped,
+               "MRCONFIGID is zero (older dstack): the compose hash rests on the RTMR3 event log alone", false));
+    return;
+  }
+  if (id[0] != 0x01) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Skipped,
+               fmt::format("MRCONFIGID version {} is not dstack's compose-hash form (0x01); not checked", id[0]),
+               false));
+    return;
+  }
+  const std::string in_id = id_hex.substr(2, 64);
+  const bool zero_tail = std::all_of(id.begin() + 33, id.end(), [](std::uint8_t b) { return b == 0; });
+  if (!compose_event) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Fail,
+               "MRCONFIGID carries compose hash " + in_id + " but the event log has no compose-hash event"));
+  } else if (in_id != *compose_event || !zero_tail) {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Fail,
+               zero_tail ? "MRCONFIGID carries compose hash " + in_id + " but the measured compose-hash event is " +
+                               *compose_event
+                         : "MRCONFIGID " + id_hex + " has non-zero bytes after the compose hash"));
+  } else {
+    rep.add(mk(Group::Code, "code.mr_config_id", title, Status::Pass, "MRCONFIGID = 01 || " + in_id + " || 0 x 15"));
+  }
+}
+
 void code(const protocol::AttestationReport& att, const std::optional<Quote>& quote, const AttestationOptions& opts,
           Report& rep) {
   const char* t_log = "the event log parses and every runtime event's digest matches its content";
@@ -327,8 +369,19 @@ void code(const protocol::AttestationReport& att, const std::optional<Quote>& qu
     if (auto v = runtime_event_payload(*events, "app-id", true)) rep.fact("app_id", *v);
     if (compose_event) rep.fact("compose_hash", *compose_event);
     if (auto v = runtime_event_payload(*events, "os-image-hash", true)) rep.fact("os_image_hash", *v);
-    if (auto v = runtime_event_payload(*events, "instance-id", true)) rep.fact("instance_id", *v);
+    const auto instance_event = runtime_event_payload(*events, "instance-id", true);
+    if (instance_event) rep.fact("instance_id", *instance_event);
     if (auto v = runtime_event_payload(*events, "key-provider", false)) rep.fact("key_provider", *v);
+    // The report's instance_id (ours: which replica of a fleet this is; signature records name it) must be
+    // the measured one, or an auditor matching records to replicas would be told a story.
+    if (att.instance_id) {
+      const char* t_inst = "the report's instance_id is the measured instance-id event";
+      const bool ok = instance_event && boost::algorithm::iequals(*att.instance_id, *instance_event);
+      rep.add(mk(Group::Code, "code.instance_id", t_inst, ok ? Status::Pass : Status::Fail,
+                 ok ? *att.instance_id
+                    : "the report names " + *att.instance_id + " but the event log measures " +
+                          instance_event.value_or("no instance-id event")));
+    }
   }
   std::optional<std::string> app_compose = tcb_info.is_null() ? std::nullopt : get_str(tcb_info, "app_compose");
   if (!compose_event) {
@@ -349,6 +402,7 @@ void code(const protocol::AttestationReport& att, const std::optional<Quote>& qu
       rep.fact("app_compose", *app_compose);
     }
   }
+  check_mr_config_id(quote, compose_event, rep);
   if (quote) {
     rep.fact("mrtd", to_hex(quote->td.mr_td));
     for (int i = 0; i < 4; ++i) rep.fact(fmt::format("rtmr{}", i), to_hex(quote->td.rtmr[i]));

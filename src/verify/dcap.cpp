@@ -26,6 +26,12 @@ using crypto::ossl::X509Ptr;
 using crypto::ossl::Curve::P256;
 
 std::string subject_cn(const X509* c) { return crypto::ossl::common_name(*c); }
+// A test root may carry Intel's common name (dev-tee's does, as outside verifiers check names): say whose it is.
+std::string subject_org(const X509* c) {
+  char buf[256] = {0};
+  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_organizationName, buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
 
 // Verifies leaf → (untrusted intermediates) → root at `now`, checking every certificate against
 // the CRLs. Returns an empty string on success, else the reason.
@@ -655,7 +661,9 @@ DcapResult verify_dcap(ByteView raw, const Collateral& col, std::int64_t now, By
       r.fmspc = to_hex(pck_ext->fmspc);
       st.pass("pck_chain", kTitlePck,
               fmt::format("'{}' -> {}; FMSPC {}, PCE SVN {}", subject_cn(pck_chain[0].get()),
-                          r.simulated ? "TEST root '" + subject_cn(root.get()) + "' (SIMULATED)" : "Intel SGX Root CA",
+                          r.simulated ? "TEST root '" + subject_cn(root.get()) + "', O='" + subject_org(root.get()) +
+                                            "' (SIMULATED)"
+                                      : "Intel SGX Root CA",
                           r.fmspc, pck_ext->pce_svn));
     } catch (const std::exception& e) {
       st.fail("pck_chain", kTitlePck, e.what());

@@ -77,7 +77,8 @@ Basis basis_of(std::string_view key, std::string_view value) {
                                                     : Basis{{}, false, "the server's own statement about itself"};
   if (key == "signing_address" || key == "signing_algo" || key == "tls_cert_fingerprint")
     return by(with_quote({"binding.report_data"}));
-  if (key == "report_data" || key == "mrtd" || (starts_with(key, "rtmr") && key.size() == 5)) return by(kQuoteGenuine);
+  if (key == "report_data" || key == "mrtd" || key == "mr_config_id" || (starts_with(key, "rtmr") && key.size() == 5))
+    return by(kQuoteGenuine);
   if (key == "tdx.tcb_status" || key == "tdx.advisory_ids") return by({"tdx.tcb_status"});
   if (key == "tdx.fmspc") return by({"tdx.pck_chain"});
   if (key == "app_id" || key == "compose_hash" || key == "os_image_hash" || key == "instance_id" ||

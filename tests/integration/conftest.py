@@ -84,7 +84,7 @@ def sanitizer_env() -> dict[str, str]:
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     for var in ("DSTACK_SIMULATOR_ENDPOINT", "VLLM_BASE_URL", "TOKEN", "MODEL_NAME", "LISTEN", "VLLM_API_KEY",
-                "CHAT_CACHE_EXPIRATION"):
+                "CHAT_CACHE_EXPIRATION", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "PI_STORE"):
         env.pop(var, None)  # the harness passes everything explicitly
     return env
 
@@ -373,7 +373,7 @@ class Proxy:
 
 
 def start_proxy(stack: Stack, name: str, backend_url: str, dstack_socket: Path | None, tokens: list[str],
-                extra: list[str] | None = None, model: str = MODEL_NAME) -> Proxy:
+                extra: list[str] | None = None, model: str = MODEL_NAME, env: dict[str, str] | None = None) -> Proxy:
     help_text = _subcommand_help("serve")
     _require("--backend" in help_text, f"{pi_binary()} has no working `serve --backend` subcommand yet")
     port = free_port()
@@ -384,11 +384,11 @@ def start_proxy(stack: Stack, name: str, backend_url: str, dstack_socket: Path |
     if dstack_socket is not None:
         argv += ["--dstack-socket", str(dstack_socket)]
     argv += extra or []
-    if not any(a.split("=")[0] in ("--store", "--state-dir") for a in argv):
+    if not any(a.split("=")[0] in ("--store", "--state-dir") for a in argv) and "REDIS_HOST" not in (env or {}):
         # Each proxy its own signature store (the default state directory would be shared, and locked).
         argv += ["--state-dir", tempfile.mkdtemp(prefix=f"{name}-state-", dir=stack.log_dir)]
     stack.tokens.update(tokens)
-    proc = stack.start(name, "proxy", argv, env=sanitizer_env())
+    proc = stack.start(name, "proxy", argv, env={**sanitizer_env(), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + PROXY_READY_TIMEOUT
     while True:

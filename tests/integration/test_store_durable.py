@@ -140,7 +140,8 @@ def test_unusable_store_is_a_clear_start_up_error(tmp_path):
     bad = tmp_path / "garbage.db"
     bad.write_bytes(b"x" * 8192)
     for store, part in ((f"sqlite:{bad}", "not a database"), (f"sqlite:{tmp_path}/no/dir/s.db", "cannot open"),
-                        ("bogus", "must be 'memory' or 'sqlite:PATH'")):
+                        ("bogus", "must be 'memory', 'sqlite:PATH' or 'redis://"),
+                        ("redis://h:99999", "bad port"), ("rediss://h", "TLS to Redis (rediss://) is not supported")):
         p = subprocess.run([str(pi_binary()), "serve", "--backend", "http://127.0.0.1:9", "--listen", "127.0.0.1:0",
                             "--store", store], capture_output=True, text=True, timeout=60)
         assert p.returncode != 0

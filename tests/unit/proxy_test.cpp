@@ -31,6 +31,7 @@
 #include "devtee/devtee.hpp"
 #include "fake_engine.hpp"
 #include "protocol/signing.hpp"
+#include "protocol/wire.hpp"
 #include "server/config.hpp"
 #include "server/proxy.hpp"
 #include "server/response_signer.hpp"
@@ -525,6 +526,32 @@ TEST_F(Proxy, AnswerIsSignedOverTheExactBytesInBothDirections) {
   expect_signed("chatcmpl-exact-1", request_body, answer_body);
   expect_error(get("/v1/signature/chatcmpl-exact-1?signing_algo=rsa"), 400, "invalid_signing_algo");
   expect_unsigned("chatcmpl-other");
+}
+
+// Sign on demand: the store keeps the hashes; a fetch signs them. The bytes are the same on every fetch and are
+// exactly what signing at answer time gave (deterministic ECDSA and Ed25519); the record names the instance.
+TEST_F(Proxy, SignaturesAreMadeOnDemandAndAreTheSameBytesEveryTime) {
+  const std::string request_body = R"({"model":"m","messages":[{"role":"user","content":"hi"}]})";
+  const std::string answer_body = R"({"id":"chatcmpl-on-demand","object":"chat.completion"})";
+  engine.answer(Answer::json(answer_body));
+  pi::server::TeeContext tee;
+  tee.instance_id = "0123456789abcdef0123456789abcdef01234567";
+  start({}, tee);
+  ASSERT_EQ(chat(request_body).result_int(), 200u);
+  auto rec = proxy->store().get(pi::server::record_key("", "chatcmpl-on-demand"));
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->instance_id, tee.instance_id);
+  const auto at_answer_time = identity.sign(pi::crypto::sha256(request_body), pi::crypto::sha256(answer_body));
+  for (auto algo : {pi::protocol::SigningAlgo::Ecdsa, pi::protocol::SigningAlgo::Ed25519}) {
+    const std::string target =
+        "/v1/signature/chatcmpl-on-demand?signing_algo=" + std::string(pi::protocol::to_string(algo));
+    const auto first = get(target).body();
+    EXPECT_EQ(get(target).body(), first) << "the same bytes on every fetch";
+    EXPECT_EQ(first, json::serialize(pi::protocol::signature_response(at_answer_time, identity, algo, tee.instance_id)))
+        << "what signing when the answer was sent would have served";
+    EXPECT_EQ(json::parse(first).at("instance_id").as_string(), tee.instance_id);
+  }
+  expect_signed("chatcmpl-on-demand", request_body, answer_body);
 }
 
 TEST_F(Proxy, ChunkedRequestBodyIsForwardedAndHashedAsItsBytes) {
@@ -1141,7 +1168,8 @@ TEST_F(Proxy, DrainLetsFiftyStreamsFinishAndBeSigned) {
     ids.insert(id);
     auto rec = proxy->store().get(pi::server::record_key("", id));
     ASSERT_TRUE(rec) << id << " was not signed";
-    EXPECT_EQ(rec->text(), hex_sha256(R"({"stream":true})") + ":" + hex_sha256(b));
+    EXPECT_EQ(pi::to_hex(rec->request_hash) + ":" + pi::to_hex(rec->response_hash),
+              hex_sha256(R"({"stream":true})") + ":" + hex_sha256(b));
   }
   EXPECT_EQ(ids.size(), static_cast<std::size_t>(kStreams));
   proxy.reset();

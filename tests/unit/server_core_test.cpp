@@ -8,8 +8,8 @@ using namespace pi;
 using namespace pi::server;
 
 namespace {
-protocol::SignatureRecord rec(std::uint8_t tag) {
-  protocol::SignatureRecord r;
+StoredRecord rec(std::uint8_t tag) {
+  StoredRecord r;
   r.request_hash.fill(tag);
   return r;
 }

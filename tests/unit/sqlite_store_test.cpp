@@ -21,18 +21,16 @@ using pi::testsupport::TempDir;
 
 namespace {
 
-protocol::SignatureRecord rec(std::uint8_t tag) {
-  protocol::SignatureRecord r;
+StoredRecord rec(std::uint8_t tag) {
+  StoredRecord r;
   r.request_hash.fill(tag);
   r.response_hash.fill(static_cast<std::uint8_t>(tag + 1));
-  r.ecdsa_signature.fill(static_cast<std::uint8_t>(tag + 2));
-  r.ed25519_signature.fill(static_cast<std::uint8_t>(tag + 3));
+  r.instance_id = "instance-" + std::to_string(tag);
   return r;
 }
 
-bool same(const protocol::SignatureRecord& a, const protocol::SignatureRecord& b) {
-  return a.request_hash == b.request_hash && a.response_hash == b.response_hash &&
-         a.ecdsa_signature == b.ecdsa_signature && a.ed25519_signature == b.ed25519_signature;
+bool same(const StoredRecord& a, const StoredRecord& b) {
+  return a.request_hash == b.request_hash && a.response_hash == b.response_hash && a.instance_id == b.instance_id;
 }
 
 // A wall clock the test moves.
@@ -189,11 +187,11 @@ TEST(SqliteStore, ConcurrentCommitsShareTransactions) {
 TEST(SqliteStore, ResponseSignerAwaitsTheDurableCommitOnItsOwnThread) {
   TempDir d;
   SqliteSignatureStore s(opts(d.file("sig.db")));
-  const auto identity = protocol::SigningIdentity::random();
+  const std::string instance = "0123456789abcdef0123456789abcdef01234567";
   boost::asio::io_context ioc;
   const auto loop_thread = std::this_thread::get_id();
   auto task = [&]() -> boost::asio::awaitable<std::pair<SignResult, bool>> {
-    auto signer = ResponseSigner::begin(s, identity, "owner", R"({"model":"m"})");
+    auto signer = ResponseSigner::begin(s, instance, "owner", R"({"model":"m"})");
     auto r = co_await signer->sign_body(R"({"id":"chatcmpl-7","choices":[]})");
     co_return std::pair{r, std::this_thread::get_id() == loop_thread};
   };
@@ -206,6 +204,8 @@ TEST(SqliteStore, ResponseSignerAwaitsTheDurableCommitOnItsOwnThread) {
   auto got = s.get(record_key("owner", "chatcmpl-7"));
   ASSERT_TRUE(got) << "the record is there as soon as the commit has completed";
   EXPECT_EQ(got->request_hash, crypto::sha256(R"({"model":"m"})"));
+  EXPECT_EQ(got->response_hash, crypto::sha256(R"({"id":"chatcmpl-7","choices":[]})"));
+  EXPECT_EQ(got->instance_id, instance) << "the record names the instance that served the answer";
 }
 
 TEST(SqliteStore, RecordsOfAnotherSignerAreDeletedAtOpen) {
@@ -255,6 +255,6 @@ TEST(StoreSpec, ParsesMemoryAndSqlite) {
   EXPECT_EQ(s.path, "/var/lib/pi/signatures.db");
   EXPECT_EQ(s.describe(), "sqlite:/var/lib/pi/signatures.db");
   EXPECT_THROW(parse_store_spec("sqlite:"), std::invalid_argument);
-  EXPECT_THROW(parse_store_spec("redis://h:1"), std::invalid_argument);
+  EXPECT_THROW(parse_store_spec("postgres://h:1"), std::invalid_argument);
   EXPECT_THROW(parse_store_spec(""), std::invalid_argument);
 }

@@ -216,6 +216,58 @@ TEST(VerifyAttestation, ComposeFileThatDoesNotHashToTheEvent) {
             std::string::npos);
 }
 
+// Real dstack (Phala Cloud) launches the TD with MRCONFIGID = 0x01 || compose hash || 0 x 15: the verifier checks it
+// against the measured compose-hash event.
+TEST(VerifyAttestation, RealDstackMrConfigIdBindsTheComposeHash) {
+  auto out = verify_attestation(sample_report(), offline_opts());
+  EXPECT_EQ(status_of(out.report, "code.mr_config_id"), Status::Pass) << detail_of(out.report, "code.mr_config_id");
+  EXPECT_EQ(fact(out.report, "mr_config_id"),
+            "0162dd36d22b7d704aaa4d598226801ed4e6a3bfd17dde762b2efd9876768be800" + std::string(30, '0'));
+  // dstack's own GetQuote answer (stripped log) binds its compose hash the same way
+  AttestationOptions opts;
+  opts.now = kNow;
+  auto stripped = verify_attestation(json::parse(read_file("dstack_getquote_stripped.json")), opts);
+  EXPECT_EQ(status_of(stripped.report, "code.mr_config_id"), Status::Pass)
+      << detail_of(stripped.report, "code.mr_config_id");
+}
+
+TEST(VerifyAttestation, MrConfigIdOfAnotherComposeFails) {
+  auto rep = sample_report("ed25519", nonce01());
+  std::string q(rep["intel_quote"].as_string());
+  const std::size_t at = std::size_t{48 + 184 + 1} * 2;  // first compose-hash byte of MRCONFIGID (hex digits)
+  q[at] = q[at] == '6' ? '7' : '6';
+  rep["intel_quote"] = q;
+  auto opts = offline_opts();
+  opts.expected_signing_algo = "ed25519";
+  auto out = verify_attestation(rep, opts);
+  // the quote signature covers MRCONFIGID, so the edit also breaks it
+  expect_only_failures(out.report, {"tdx.quote_signature", "code.mr_config_id"});
+  EXPECT_NE(detail_of(out.report, "code.mr_config_id").find("but the measured compose-hash event is"),
+            std::string::npos);
+  // bytes after the compose hash must be zero in dstack's form
+  std::string q2(sample_report()["intel_quote"].as_string());
+  q2[std::size_t{48 + 184 + 40} * 2] = '1';
+  rep["intel_quote"] = q2;
+  out = verify_attestation(rep, opts);
+  EXPECT_EQ(status_of(out.report, "code.mr_config_id"), Status::Fail);
+  EXPECT_NE(detail_of(out.report, "code.mr_config_id").find("non-zero bytes"), std::string::npos);
+}
+
+TEST(VerifyAttestation, ZeroMrConfigIdIsNotChecked) {
+  // dstack's simulator (v0.5.5) leaves MRCONFIGID zero: nothing to compare, reported, not a failure
+  json::object rep;
+  rep["intel_quote"] = read_file("dstack_sim055_quote.hex").substr(0, 10012);
+  rep["event_log"] = json::parse(read_file("dstack_sim055_eventlog.json"));
+  AttestationOptions opts;
+  opts.now = kNow;
+  auto out = verify_attestation(rep, opts);
+  const Check* c = out.report.find("code.mr_config_id");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->status, Status::Skipped);
+  EXPECT_FALSE(c->enforced);
+  EXPECT_NE(c->detail.find("zero"), std::string::npos);
+}
+
 TEST(VerifyAttestation, EncodingsJsonStringAndPythonLiteral) {
   auto fx = json::parse(read_file("vllm_proxy_sample_dstack.json")).as_object();
   auto rep = sample_report("ed25519", nonce01());
