@@ -10,6 +10,7 @@ BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
 BUILD_LINT ?= build-lint
 BUILD_FUZZ ?= build-fuzz
+BUILD_IMAGE ?= build-image
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 JOBS       ?= $(shell nproc)
@@ -20,17 +21,18 @@ LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAU
 
 # Debian bookworm packages the build and the tests need (clang-14 + libclang-rt-14-dev: libFuzzer and its
 # sanitizer runtimes for the fuzz harnesses, which GCC does not have; hiredis for the Redis signature store;
-# redis-server and haproxy are real servers the store and fleet tests start).
+# redis-server and haproxy are real servers the store and fleet tests start; ca-certificates go into the OCI
+# image; skopeo is the independent reader of the image that tests/integration/test_image.py checks it with).
 APT_PACKAGES := cmake ninja-build g++ pkg-config libboost1.81-dev libboost-json1.81-dev libssl-dev \
   libsecp256k1-dev libcrypto++-dev libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev libsqlite3-dev \
   python3-venv clang-format clang-tidy clang-14 libclang-rt-14-dev \
-  libhiredis-dev redis-server haproxy
+  libhiredis-dev redis-server haproxy ca-certificates skopeo
 
 CXX_SOURCES = $(shell git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp' 'bench/*.cpp' 'bench/*.hpp')
 TIDY_SOURCES = $(shell git ls-files 'src/*.cpp')
 
-.PHONY: bench-compare deps build build-asan build-tsan build-fuzz venv js-deps go-deps test unit-test unit-test-tsan fuzz fuzz-ci \
-  integration-test demo bench lint lint-format lint-tidy lint-full format clean
+.PHONY: bench-compare deps build build-asan build-tsan build-fuzz venv js-deps go-deps test unit-test unit-test-tsan \
+  fuzz fuzz-ci integration-test demo bench lint lint-format lint-tidy lint-full format clean image image-repro deploy
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -122,6 +124,30 @@ test: lint unit-test unit-test-tsan fuzz-ci integration-test
 demo: build venv
 	$(PY) scripts/demo.py --binary $(BUILD)/private-inference
 
+# The OCI image (docs/deploy.md): a Release binary built reproducibly (-DPI_REPRODUCIBLE=ON maps the source and
+# build paths out of it), then scripts/build_image.py (FROM scratch; no docker, no network) writes
+# $(BUILD_IMAGE)/image/{oci/, private-inference.docker.tar, digest} and prints the digest and size.
+# SOURCE_DATE_EPOCH = the commit time, so two clean clones of one commit give the same digest.
+# CCACHE_BASEDIR empty: ccache's base_dir would hand the compiler relative source paths ("../src/x.cpp", which
+# -ffile-prefix-map does not map), so a cached build would differ from an uncached one in every __FILE__.
+IMAGE_SOURCE ?= private-inference
+image: deps
+	cmake -S . -B $(BUILD_IMAGE) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPI_SANITIZE=OFF -DPI_BUILD_TESTS=OFF \
+	  -DPI_BUILD_BENCH=OFF -DPI_REPRODUCIBLE=ON $(LAUNCHER) >/dev/null
+	CCACHE_BASEDIR= ninja -C $(BUILD_IMAGE) -j $(JOBS) private-inference
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) python3 scripts/build_image.py --binary $(BUILD_IMAGE)/private-inference \
+	  --out $(BUILD_IMAGE)/image --source "$(IMAGE_SOURCE)"
+
+# Heavy extra (two full Release builds, ~20 min on 2 cores): two `git clone`s of HEAD in two directories, `make image`
+# in each, the same digest (tests/integration/test_image.py).
+image-repro: venv
+	PI_IMAGE_REPRO=1 $(PY) -m pytest -q tests/integration/test_image.py -k two_clean_clones -s
+
+# Pin the built image in deploy/docker-compose.yml and regenerate deploy/app-compose.json + its compose hash
+# (IMAGE_REPO=registry/name where the image is pushed; default: the one already in the compose file).
+deploy: image
+	python3 scripts/make_deploy.py $(if $(IMAGE_REPO),--repo $(IMAGE_REPO))
+
 # Proxy cost versus direct backend access (issue: benchmarks). Optimised build, all targets.
 bench: build
 	ninja -C $(BUILD) -j $(JOBS) private-inference pi-bench-backend pi-loadgen micro_bench
@@ -171,4 +197,4 @@ lint-tidy: deps $(BUILD_LINT)/compile_commands.json
 FORCE:
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_LINT) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_LINT) $(BUILD_FUZZ) $(BUILD_IMAGE)

@@ -11,7 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "devtee/devtee.hpp"
@@ -26,7 +29,20 @@ namespace {
 struct PkiOpts {
   bool pki = false;
   std::string evidence_report_data;  // hex: print simulated evidence for it and exit
+  std::string compose_path;          // --compose: the app-compose.json to serve (its exact bytes)
 };
+
+// The exact bytes of an app-compose.json (dstack measures the file's bytes, not a re-serialisation); it must
+// be a JSON object, as dstack's AppCompose is.
+std::string read_app_compose(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_object()) throw std::runtime_error(path + " is not a JSON object (an app-compose.json)");
+  return text;
+}
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -43,7 +59,7 @@ devtee::TestPki prepare_pki(const std::string& state_dir) {
   return pki;
 }
 
-int print_evidence(const devtee::TestPki& pki, const std::string& rd_hex) {
+int print_evidence(const devtee::TestPki& pki, const std::string& rd_hex, const std::string& app_compose) {
   auto rd = from_hex(rd_hex);
   if (!rd || rd->size() > 64) {
     std::cerr << "dev-tee: --pki-evidence must be at most 64 bytes of hex" << std::endl;
@@ -51,7 +67,8 @@ int print_evidence(const devtee::TestPki& pki, const std::string& rd_hex) {
   }
   std::array<std::uint8_t, 64> report_data{};
   std::copy(rd->begin(), rd->end(), report_data.begin());
-  auto ev = devtee::make_sim_evidence(pki, report_data, devtee::sim_default_app_compose());
+  auto ev = devtee::make_sim_evidence(pki, report_data,
+                                      app_compose.empty() ? devtee::sim_default_app_compose() : app_compose);
   boost::json::object o;
   o["quote"] = to_hex(ev.quote);
   o["event_log"] = ev.event_log;
@@ -117,6 +134,11 @@ Runner register_dev_tee(CLI::App& app) {
                              "PKI, event log, Info) over this report_data (hex, <= 64 bytes) and exit");
   ev->needs(pki_flag);
   socket->excludes(ev);
+  sub->add_option("--compose", pki->compose_path,
+                  "with --pki: serve this app-compose.json (e.g. deploy/app-compose.json) in Info and measure "
+                  "sha256 of its exact bytes in the compose-hash event; default a fixed simulated app")
+      ->needs(pki_flag)
+      ->check(CLI::ExistingFile);
   sub->add_option("--log-level", *log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
@@ -125,13 +147,15 @@ Runner register_dev_tee(CLI::App& app) {
     if (pki->pki) {
       // Nothing but the JSON goes to stdout with --pki-evidence.
       devtee::TestPki p;
+      std::string app_compose;
       try {
+        if (!pki->compose_path.empty()) app_compose = read_app_compose(pki->compose_path);
         p = prepare_pki(opts->state_dir);
       } catch (const std::exception& e) {
         std::cerr << "dev-tee: --pki: " << e.what() << std::endl;
         return 1;
       }
-      if (!pki->evidence_report_data.empty()) return print_evidence(p, pki->evidence_report_data);
+      if (!pki->evidence_report_data.empty()) return print_evidence(p, pki->evidence_report_data, app_compose);
       std::cerr << "dev-tee: SIMULATED test PKI in " << opts->state_dir << "/pki (root " << opts->state_dir
                 << "/pki/root.cert.pem), collateral " << opts->state_dir << "/collateral.json" << std::endl;
       if (opts->socket_path.empty()) return 0;  // files prepared
@@ -140,7 +164,8 @@ Runner register_dev_tee(CLI::App& app) {
       spdlog::warn("  quotes are signed through a TEST PKI; they verify only with");
       spdlog::warn("  `verify --trust-simulated {}`. Never use it in production.", opts->state_dir);
       spdlog::warn("==============================================================");
-      return serve(*opts, devtee::pki_service(std::move(p)));
+      if (!app_compose.empty()) spdlog::info("dev-tee: serving app compose {}", pki->compose_path);
+      return serve(*opts, devtee::pki_service(std::move(p), std::move(app_compose)));
     }
     if (opts->socket_path.empty()) {
       std::cerr << "dev-tee: --socket is required" << std::endl << sub->help();

@@ -9,4 +9,6 @@ using Runner = std::function<int()>;
 Runner register_serve(CLI::App& app);
 Runner register_dev_tee(CLI::App& app);
 Runner register_verify(CLI::App& app);
+Runner register_policy(CLI::App& app);
+Runner register_healthcheck(CLI::App& app);
 }  // namespace pi::cli

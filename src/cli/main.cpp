@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   add(pi::cli::register_serve(app));
   add(pi::cli::register_dev_tee(app));
   add(pi::cli::register_verify(app));
+  add(pi::cli::register_policy(app));
+  add(pi::cli::register_healthcheck(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

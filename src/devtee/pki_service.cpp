@@ -13,12 +13,13 @@
 
 namespace pi::devtee {
 
-ServiceFactory pki_service(TestPki pki_in) {
+ServiceFactory pki_service(TestPki pki_in, std::string app_compose_in) {
   auto pki = std::make_shared<const TestPki>(std::move(pki_in));
-  return [pki](Handler recorded) -> Service {
+  if (app_compose_in.empty()) app_compose_in = sim_default_app_compose();
+  return [pki, app_compose_in](Handler recorded) -> Service {
     auto handler = std::make_shared<const Handler>(std::move(recorded));
-    return [pki, handler, app_compose = sim_default_app_compose()](std::string_view method, std::string_view target,
-                                                                   std::string_view body) -> Reply {
+    return [pki, handler, app_compose = app_compose_in](std::string_view method, std::string_view target,
+                                                        std::string_view body) -> Reply {
       const TestPki& p = *pki;
       Reply r = handler->handle(method, target, body);
       if (r.status != 200) return r;
