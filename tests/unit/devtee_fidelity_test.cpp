@@ -300,8 +300,7 @@ TEST(DevteeFidelity, VerifierHoldsTheReportsInstanceIdToTheMeasuredOne) {
   auto ev = make_sim_evidence(pki(), rd, sim_default_app_compose());
   auto report = report_for(ev, addr, nonce);
   const std::string measured(ev.info.at("instance_id").as_string());
-  EXPECT_EQ(verify::verify_attestation(report, opts).report.find("code.instance_id"), nullptr)
-      << "no claim, no check";
+  EXPECT_EQ(verify::verify_attestation(report, opts).report.find("code.instance_id"), nullptr) << "no claim, no check";
   report["instance_id"] = measured;
   auto out = verify::verify_attestation(report, opts);
   EXPECT_TRUE(out.report.ok());
