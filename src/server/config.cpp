@@ -1,5 +1,7 @@
 #include "server/config.hpp"
 
+#include "protocol/url.hpp"
+
 #include <charconv>
 #include <stdexcept>
 #include <string_view>
@@ -40,28 +42,11 @@ BackendUrl parse_backend_url(const std::string& url) {
 
 namespace {
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// RFC 3986 percent-decoding of a userinfo part; a bad %xx is an error, not passed through.
+// RFC 3986 percent-decoding of a userinfo part, by the project's one strict rule (a bad %xx is an error).
 std::string percent_decode(std::string_view s, const std::string& what) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    const int hi = i + 2 < s.size() ? hex_digit(s[i + 1]) : -1;
-    const int lo = i + 2 < s.size() ? hex_digit(s[i + 2]) : -1;
-    if (hi < 0 || lo < 0) throw std::invalid_argument(what + ": bad percent-encoding");
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return out;
+  auto d = protocol::percent_decode(s, /*plus_is_space=*/false);
+  if (!d) throw std::invalid_argument(what + ": bad percent-encoding");
+  return std::move(*d);
 }
 
 template <class T>

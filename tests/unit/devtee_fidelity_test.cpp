@@ -254,17 +254,26 @@ json::object report_for(const SimEvidence& ev, const Bytes& addr, const Bytes& n
                       {"event_log", ev.event_log},      {"info", ev.info}};
 }
 
-TEST(DevteeFidelity, VerifierChecksMrConfigIdAgainstTheComposeHash) {
-  Bytes addr(20, 0xab), nonce(32, 0xcd);
+// What the verifier tests below share: report_data = addr ‖ nonce, and options that trust the test root.
+struct SimCase {
+  Bytes addr = Bytes(20, 0xab);
+  Bytes nonce = Bytes(32, 0xcd);
   std::array<std::uint8_t, 64> rd{};
-  std::copy(addr.begin(), addr.end(), rd.begin());
-  std::copy(nonce.begin(), nonce.end(), rd.begin() + 32);
   verify::AttestationOptions opts;
-  opts.now = kNow;
-  opts.expected_nonce_hex = to_hex(nonce);
-  opts.expected_signing_algo = "ecdsa";
-  opts.collateral = verify::parse_collateral_json(sim_collateral_json(pki(), kNow));
-  opts.collateral->simulated_root_der = pki().root_cert_der();
+  SimCase() {
+    std::copy(addr.begin(), addr.end(), rd.begin());
+    std::copy(nonce.begin(), nonce.end(), rd.begin() + 32);
+    opts.now = kNow;
+    opts.expected_nonce_hex = to_hex(nonce);
+    opts.expected_signing_algo = "ecdsa";
+    opts.collateral = verify::parse_collateral_json(sim_collateral_json(pki(), kNow));
+    opts.collateral->simulated_root_der = pki().root_cert_der();
+  }
+};
+
+TEST(DevteeFidelity, VerifierChecksMrConfigIdAgainstTheComposeHash) {
+  SimCase sc;
+  const auto& [addr, nonce, rd, opts] = sc;
 
   auto good = make_sim_evidence(pki(), rd, sim_default_app_compose());
   auto out = verify::verify_attestation(report_for(good, addr, nonce), opts);
@@ -287,16 +296,8 @@ TEST(DevteeFidelity, VerifierChecksMrConfigIdAgainstTheComposeHash) {
 // A fleet's records name the replica's instance_id, and so does its report: the verifier holds it to the measured
 // instance-id event, so an auditor matching a record to a replica cannot be told another instance.
 TEST(DevteeFidelity, VerifierHoldsTheReportsInstanceIdToTheMeasuredOne) {
-  Bytes addr(20, 0xab), nonce(32, 0xcd);
-  std::array<std::uint8_t, 64> rd{};
-  std::copy(addr.begin(), addr.end(), rd.begin());
-  std::copy(nonce.begin(), nonce.end(), rd.begin() + 32);
-  verify::AttestationOptions opts;
-  opts.now = kNow;
-  opts.expected_nonce_hex = to_hex(nonce);
-  opts.expected_signing_algo = "ecdsa";
-  opts.collateral = verify::parse_collateral_json(sim_collateral_json(pki(), kNow));
-  opts.collateral->simulated_root_der = pki().root_cert_der();
+  SimCase sc;
+  const auto& [addr, nonce, rd, opts] = sc;
   auto ev = make_sim_evidence(pki(), rd, sim_default_app_compose());
   auto report = report_for(ev, addr, nonce);
   const std::string measured(ev.info.at("instance_id").as_string());
