@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -41,6 +42,8 @@ def compose_digest(path: Path) -> str:
 @pytest.fixture(scope="module")
 def deployed(stack, backend, tmp_path_factory):
     if "--compose" not in run("dev-tee", "--help").stdout or run("policy", "--help").returncode != 0:
+        if os.environ.get("PI_REQUIRE_ALL") == "1":
+            pytest.fail(f"{pi_binary()} has no `dev-tee --compose` / `policy` (PI_REQUIRE_ALL=1)")
         pytest.skip(f"{pi_binary()} has no `dev-tee --compose` / `policy` yet")
     base = tmp_path_factory.mktemp("deploy")
     sock, state = base / "dstack.sock", base / "state"

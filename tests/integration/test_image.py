@@ -60,6 +60,8 @@ def build(out: Path, cwd: Path | None = None, env_extra: dict[str, str] | None =
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> tuple[Path, dict]:
     if not image_binary().is_file():
+        if os.environ.get("PI_REQUIRE_ALL") == "1":
+            pytest.fail(f"{image_binary()} is not built (PI_REQUIRE_ALL=1)")
         pytest.skip(f"{image_binary()} is not built")
     out = tmp_path_factory.mktemp("image") / "out"
     return out, build(out)
@@ -245,7 +247,10 @@ def in_root(root: Path, argv: list[str]) -> list[str]:
 
 def test_the_image_serves_a_signed_chat_that_verifies(image, stack, backend, tmp_path):
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("chroot"):
-        pytest.skip("running the image's root filesystem needs root (mount namespace + chroot)")
+        why = "running the image's root filesystem needs root (mount namespace + chroot)"
+        if os.environ.get("PI_REQUIRE_ALL") == "1":
+            pytest.fail(why + " (PI_REQUIRE_ALL=1)")
+        pytest.skip(why)
     out, info = image
     root = tmp_path / "rootfs"
     unpack_root(out, info, root)
